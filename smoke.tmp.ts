@@ -1,0 +1,23 @@
+import { createNewPiecePlease } from './src/index.ts'
+const t0 = Date.now()
+const opts = { storage: 'memory' as const, reconnectInterval: 1000 }
+const [a, b, c] = await Promise.all([createNewPiecePlease(opts), createNewPiecePlease(opts), createNewPiecePlease(opts)])
+console.log('started', Date.now() - t0)
+await a.addNewPiece('QmA1', 'Piano', { title: 'Gymnopedie' })
+await b.addNewPiece('QmB1', 'Violin')
+await b.addNewPiece('QmB2', 'Piano')
+await c.addNewPiece('QmC1', 'Piano')
+const discovered = (n: any, count: number) => new Promise<void>(r => { let k = 0; n.addEventListener('db:discovered', () => { if (++k === count) r() }) })
+const t1 = Date.now()
+const waits = [discovered(a, 2), discovered(b, 2), discovered(c, 2)]
+await b.connectToPeer(a.getMultiaddrs()[0])
+await c.connectToPeer(a.getMultiaddrs()[0])
+await c.connectToPeer(b.getMultiaddrs()[0])
+await Promise.all(waits)
+console.log('discovered', Date.now() - t1, a.stats)
+const t2 = Date.now()
+const q = await a.queryCatalog({ instrument: 'Piano' })
+console.log('query', Date.now() - t2, q)
+console.log(await a.getCompanions())
+await Promise.all([a.stop(), b.stop(), c.stop()])
+console.log('stopped')

@@ -1,0 +1,57 @@
+/** Defaults for every option, named so the README and the code agree. */
+
+/** Node: where persistent data lives when `directory` is not given. */
+export const DEFAULT_DIRECTORY = './.npp'
+/** Node: listen on loopback only unless told otherwise (nothing is exposed by default). */
+export const DEFAULT_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0']
+/** How often known companions that are not connected are redialed. */
+export const DEFAULT_RECONNECT_INTERVAL = 10_000
+/** Longest back-off between redials of a companion that keeps failing. */
+export const DEFAULT_MAX_RECONNECT_BACKOFF = 5 * 60_000
+/** Time limit for each source of `queryCatalog`. */
+export const DEFAULT_QUERY_TIMEOUT = 5_000
+/** Time limit to open, replicate and validate a peer's user database when it announces itself. */
+export const DEFAULT_DISCOVERY_TIMEOUT = 10_000
+/** Time limit for `connectToPeer` and each redial. */
+export const DEFAULT_DIAL_TIMEOUT = 10_000
+/** Time limit for `sendMessage` to see the remote peer subscribed to its topic. */
+export const DEFAULT_SEND_TIMEOUT = 10_000
+/** Instrument used by `addNewPiece` when none is given (as in the tutorial). */
+export const DEFAULT_INSTRUMENT = 'Piano'
+
+/** Messages larger than this are dropped unread. */
+export const MAX_MESSAGE_BYTES = 16 * 1024
+/** Longest accepted piece hash. */
+export const MAX_HASH_LENGTH = 256
+/** Longest accepted instrument name. */
+export const MAX_INSTRUMENT_LENGTH = 128
+/** Largest accepted piece document, JSON-encoded. */
+export const MAX_PIECE_BYTES = 8 * 1024
+/** Largest accepted profile value, JSON-encoded. */
+export const MAX_PROFILE_VALUE_BYTES = 4 * 1024
+/** Longest accepted profile key. */
+export const MAX_PROFILE_KEY_LENGTH = 64
+/** Longest accepted username. */
+export const MAX_USERNAME_LENGTH = 128
+/** Largest accepted companion multiaddr list (entries kept from a remote profile). */
+export const MAX_COMPANION_MULTIADDRS = 16
+
+/** Per-peer message budget: burst size and refill rate (messages per second). */
+export const MESSAGE_BURST = 20
+export const MESSAGE_RATE_PER_SECOND = 5
+/** How many peers' rate-limit buckets are remembered (least recently seen evicted). */
+export const MAX_TRACKED_PEERS = 1024
+/** Discoveries validated at once; more wait in a bounded queue. */
+export const DISCOVERY_CONCURRENCY = 4
+/** Discoveries waiting at most; beyond this new announcements are dropped. */
+export const MAX_PENDING_DISCOVERIES = 64
+/** After a failed discovery, the same user-db address is not tried again for this long. */
+export const DISCOVERY_FAILURE_TTL = 60_000
+/** Publishes tried when the remote peer is not (yet) a recipient (back-off 10 ms doubling: ~2.5 s in all). */
+export const ANNOUNCE_ATTEMPTS = 9
+
+/** Database names (as in the tutorial). */
+export const PIECES_DB = 'pieces'
+export const USER_DB = 'user'
+export const COMPANIONS_DB = 'companions'
+export const COUNTERS_DB = 'counters'

@@ -1,0 +1,92 @@
+/**
+ * Typed errors. Every failure has its own class with a stable `name`, so
+ * callers can branch on `err.name` (or `instanceof`) instead of message text.
+ */
+
+/** Base class of every error this library throws on purpose. */
+export class NewPiecePleaseError extends Error {
+  override name: string = 'NewPiecePleaseError'
+  /** Stable machine-readable code, equal to `name`. */
+  get code (): string { return this.name }
+}
+
+/** A piece hash was empty, not a string, or too long. */
+export class InvalidHashError extends NewPiecePleaseError {
+  override name = 'InvalidHashError'
+}
+
+/** An instrument was empty, not a string, or too long. */
+export class InvalidInstrumentError extends NewPiecePleaseError {
+  override name = 'InvalidInstrumentError'
+}
+
+/** A piece's extra fields could not be stored (wrong type, reserved key, too large). */
+export class InvalidPieceError extends NewPiecePleaseError {
+  override name = 'InvalidPieceError'
+}
+
+/** No piece with that hash in the catalog. */
+export class PieceNotFoundError extends NewPiecePleaseError {
+  override name = 'PieceNotFoundError'
+}
+
+/** A profile key or value was rejected (bad key, read-only key, wrong value type, too large). */
+export class InvalidProfileFieldError extends NewPiecePleaseError {
+  override name = 'InvalidProfileFieldError'
+}
+
+/** A multiaddr or peer id string could not be parsed. */
+export class InvalidMultiaddrError extends NewPiecePleaseError {
+  override name = 'InvalidMultiaddrError'
+}
+
+/** A peer id string could not be parsed. */
+export class InvalidPeerIdError extends NewPiecePleaseError {
+  override name = 'InvalidPeerIdError'
+}
+
+/** A message to send was not a JSON-serialisable plain object, or was too large. */
+export class InvalidMessageError extends NewPiecePleaseError {
+  override name = 'InvalidMessageError'
+}
+
+/** An option passed to `createNewPiecePlease` or a method was invalid. */
+export class InvalidOptionError extends NewPiecePleaseError {
+  override name = 'InvalidOptionError'
+}
+
+/** The instance was used after `stop()` (or before it was started). */
+export class NotStartedError extends NewPiecePleaseError {
+  override name = 'NotStartedError'
+}
+
+/** A network operation did not finish within its time limit. */
+export class TimeoutError extends NewPiecePleaseError {
+  override name = 'TimeoutError'
+}
+
+/** The caller's `AbortSignal` fired. */
+export class AbortError extends NewPiecePleaseError {
+  override name = 'AbortError'
+}
+
+/** A remote database or message failed validation (used in logs and events; never thrown at callers). */
+export class InvalidRemoteDataError extends NewPiecePleaseError {
+  override name = 'InvalidRemoteDataError'
+}
+
+/** Describe a received value for error messages without dumping it whole. */
+export function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return `array(${value.length})`
+  switch (typeof value) {
+    case 'string': return value.length > 40 ? `string "${value.slice(0, 37)}..." (${value.length} chars)` : `string "${value}"`
+    case 'number': case 'boolean': case 'bigint': return `${typeof value} ${String(value)}`
+    case 'undefined': return 'undefined'
+    case 'function': return 'function'
+    default: {
+      const proto = Object.getPrototypeOf(value)
+      return proto === Object.prototype || proto === null ? 'object' : `object ${proto?.constructor?.name ?? ''}`.trim()
+    }
+  }
+}

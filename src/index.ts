@@ -1,0 +1,27 @@
+/**
+ * @packageDocumentation
+ *
+ * New Piece, Please!: a peer-to-peer catalog of the sheet-music pieces you
+ * practise, on OrbitDB (databases), Helia (IPFS blocks) and libp2p (network).
+ *
+ * @example
+ * ```ts
+ * import { createNewPiecePlease } from 'new-piece-please'
+ *
+ * const npp = await createNewPiecePlease({ storage: 'memory' })
+ * await npp.addNewPiece('QmNR2n4zywCV61MeMLB6JwPueAPqheqpfiA4fLPMxouEmQ', 'Harpsichord')
+ * const { results } = await npp.queryCatalog({ instrument: 'Harpsichord' })
+ * await npp.stop()
+ * ```
+ */
+export { NewPiecePlease, createNewPiecePlease } from './new-piece-please.ts'
+export { Counters, COUNTERS_TYPE } from './counters.ts'
+export type { CountersDatabase } from './counters.ts'
+export * from './errors.ts'
+export {
+  DEFAULT_DIRECTORY, DEFAULT_LISTEN, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_INSTRUMENT,
+  MAX_MESSAGE_BYTES
+} from './constants.ts'
+export type * from './types.ts'
+export type * from './orbitdb-types.ts'

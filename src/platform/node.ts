@@ -1,0 +1,14 @@
+/**
+ * Node defaults: TCP transport, LevelDB storage under `directory`.
+ * The browser build swaps this module for `./browser.ts` (package.json
+ * `imports` map), so nothing here is bundled for web apps.
+ */
+import { tcp } from '@libp2p/tcp'
+import type { PlatformDefaults } from './types.ts'
+
+export const platform: PlatformDefaults = {
+  name: 'node',
+  transports: () => [tcp()],
+  connectionGater: () => undefined,
+  extraServices: () => ({})
+}

@@ -1,0 +1,9 @@
+import type { ConnectionGater } from '@libp2p/interface'
+
+/** What differs between Node and browsers when a stack is built. */
+export interface PlatformDefaults {
+  name: 'node' | 'browser'
+  transports(): any[]
+  connectionGater(): ConnectionGater | undefined
+  extraServices(): Record<string, any>
+}

@@ -1,0 +1,96 @@
+/**
+ * `queryCatalog`: the own catalog and every companion's replica, queried in
+ * parallel. Each source has the same deadline; a source that misses it is
+ * reported as `timeout` and the call resolves on time with what answered.
+ */
+import { logger } from './logger.ts'
+import { timeoutSignal, raceSignal } from './abort.ts'
+import { InvalidOptionError, describe } from './errors.ts'
+import { isPlainObject, isJsonValue } from './validate.ts'
+import type { DocumentsDatabase } from './orbitdb-types.ts'
+import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryResult, QuerySource } from './types.ts'
+
+const log = logger('query')
+
+export interface QuerySourceInput {
+  owner: string
+  address: string
+  online: boolean
+  db: DocumentsDatabase<Piece>
+  /** For a connected companion's replica that has not exchanged heads yet: resolves when it has. */
+  whenSynced?: Promise<void>
+}
+
+/** Share of the timeout a query waits for a connected replica's first sync. */
+const SYNC_WAIT_SHARE = 0.8
+
+/** Turn a filter (function or field/value object) into a predicate; throws on anything else. */
+export function toPredicate (filter: PieceFilter | undefined): (piece: Piece) => boolean {
+  if (filter == null) return () => true
+  if (typeof filter === 'function') return filter
+  if (!isPlainObject(filter) || !isJsonValue(filter)) {
+    throw new InvalidOptionError(`expected a filter function or a plain object of field values, got ${describe(filter)}`)
+  }
+  const entries = Object.entries(filter as Record<string, JsonValue>)
+  return (piece) => entries.every(([key, value]) => deepEqual(piece[key], value))
+}
+
+function deepEqual (a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a == null || b == null) return false
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceFilter | undefined, timeout: number, signal?: AbortSignal): Promise<QueryResult> {
+  const predicate = toPredicate(filter)
+  const safe = (piece: Piece): boolean => {
+    try {
+      return predicate(piece) === true
+    } catch {
+      return false
+    }
+  }
+  const bounded = timeoutSignal(timeout, signal, 'catalog query')
+  const started = Date.now()
+  try {
+    const settled = await Promise.all(sources.map(async (source): Promise<{ report: QuerySource, pieces: Piece[] }> => {
+      const t0 = Date.now()
+      try {
+        if (source.whenSynced != null) {
+          // a companion that just connected: give its first sync most of the
+          // budget, then answer from whatever is replicated locally
+          const wait = timeoutSignal(Math.floor(timeout * SYNC_WAIT_SHARE), bounded.signal, 'first sync')
+          try {
+            await raceSignal(source.whenSynced, wait.signal)
+          } catch (err: any) {
+            if (bounded.signal.aborted) throw err
+            log('source %s not synced yet, answering from the local replica', source.owner)
+          } finally {
+            wait.clear()
+          }
+        }
+        const pieces = await raceSignal(source.db.query(safe), bounded.signal)
+        return { report: { owner: source.owner, address: source.address, status: 'ok', count: pieces.length, ms: Date.now() - t0, online: source.online }, pieces }
+      } catch (err: any) {
+        const status = err?.name === 'TimeoutError' ? 'timeout' : err?.name === 'AbortError' ? 'aborted' : 'error'
+        log('source %s (%s) %s: %s', source.owner, source.address, status, err?.message ?? err)
+        return { report: { owner: source.owner, address: source.address, status, count: 0, ms: Date.now() - t0, online: source.online, error: String(err?.message ?? err) }, pieces: [] }
+      }
+    }))
+    const seen = new Set<string>()
+    const results: OwnedPiece[] = []
+    for (const { report, pieces } of settled) {
+      for (const piece of pieces) {
+        const key = `${report.owner}\u0000${piece.hash}`
+        if (seen.has(key)) continue
+        seen.add(key)
+        results.push({ ...piece, owner: report.owner })
+      }
+    }
+    const reports = settled.map(s => s.report)
+    log('query over %d source(s) took %d ms, %d result(s)', sources.length, Date.now() - started, results.length)
+    return { results, sources: reports, complete: reports.every(r => r.status === 'ok') }
+  } finally {
+    bounded.clear()
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Builds the Helia + libp2p + OrbitDB stack for a `NewPiecePlease`, or adopts
+ * the parts the caller brought. Only what it built is stopped by `close()`.
+ */
+import { createHeliaLight } from 'helia'
+import { withLibp2pLight } from '@helia/libp2p'
+import { withBitswap } from '@helia/bitswap'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { gossipsub } from '@libp2p/gossipsub'
+import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
+import { MemoryBlockstore } from 'blockstore-core'
+import { MemoryDatastore } from 'datastore-core'
+import { LevelBlockstore } from 'blockstore-level'
+import { LevelDatastore } from 'datastore-level'
+import * as dagCbor from '@ipld/dag-cbor'
+import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, ComposedStorage, LRUStorage, IPFSBlockStorage } from '@orbitdb/core'
+import { platform } from './platform/node.ts'
+import { joinPath } from './path.ts'
+import { logger } from './logger.ts'
+import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from './orbitdb-types.ts'
+import type { NppHelia, NppLibp2p } from './types.ts'
+
+const log = logger('stack')
+const dbLog = logger('sync')
+
+export interface StackInit {
+  storage: 'persistent' | 'memory'
+  directory: string
+  listen: string[]
+  pubsubDiscovery: boolean
+  helia?: NppHelia
+  orbitdb?: OrbitDB
+}
+
+export interface Stack {
+  helia: NppHelia
+  libp2p: NppLibp2p
+  orbitdb: OrbitDB
+  /**
+   * `orbitdb.open` with this stack's storage (memory mode keeps heads and
+   * indexes in memory) and an `error` listener on the database's events:
+   * OrbitDB emits sync failures there, and an unheard `error` event would
+   * crash the process.
+   */
+  open<D extends OrbitDBDatabase>(address: string, options?: OpenOptions): Promise<D>
+  close(): Promise<void>
+}
+
+export async function createStack (init: StackInit): Promise<Stack> {
+  const memory = init.storage === 'memory'
+  const closers: Array<() => Promise<void>> = []
+  let helia: NppHelia
+  let orbitdb: OrbitDB
+
+  try {
+    if (init.orbitdb != null) {
+      orbitdb = init.orbitdb
+      helia = orbitdb.ipfs as NppHelia
+    } else {
+      if (init.helia != null) {
+        helia = init.helia
+        if ((helia as any).status !== 'started') await helia.start()
+      } else {
+        helia = await createHelia(init, closers)
+      }
+      orbitdb = await createOrbit(helia, init, closers)
+    }
+  } catch (err) {
+    await runClosers(closers)
+    throw err
+  }
+
+  const guarded = new WeakSet<OrbitDBDatabase>()
+  const libp2p = helia.libp2p as NppLibp2p
+  if (libp2p.services.pubsub == null) {
+    await runClosers(closers)
+    throw new TypeError('the libp2p node needs a gossipsub service named "pubsub" (OrbitDB syncs through it)')
+  }
+
+  return {
+    helia,
+    libp2p,
+    orbitdb,
+    async open<D extends OrbitDBDatabase> (address: string, options: OpenOptions = {}): Promise<D> {
+      const storage = memory ? { headsStorage: await MemoryStorage(), indexStorage: await MemoryStorage() } : {}
+      // OrbitDB fetches missing entries with a 30 s timeout and close() waits
+      // for them; this storage lets close() cancel those network reads first
+      // (local writes are never cancelled)
+      const closing = new AbortController()
+      const inner = await ComposedStorage(await LRUStorage({ size: 1000 }), await IPFSBlockStorage({ ipfs: helia as any, pin: true }))
+      const entryStorage: OrbitDBStorage = {
+        ...inner,
+        get: async (hash: string, signal?: AbortSignal) => await inner.get(hash, signal == null ? closing.signal : AbortSignal.any([signal, closing.signal]))
+      }
+      const db = await orbitdb.open<D>(address, { entryStorage, ...options, ...storage })
+      if (!guarded.has(db)) {
+        guarded.add(db)
+        db.events.on('error', (err: any) => { dbLog('%s: %s', db.address, err?.message ?? err) })
+        const close = db.close
+        db.close = async () => {
+          closing.abort()
+          await close()
+        }
+      } else {
+        await entryStorage.close()
+      }
+      return db
+    },
+    async close () {
+      await runClosers(closers)
+    }
+  }
+}
+
+async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
+  while (closers.length > 0) {
+    const close = closers.pop()
+    try {
+      await close?.()
+    } catch (err: any) {
+      log.error('close failed: %s', err?.message ?? err)
+    }
+  }
+}
+
+async function createHelia (init: StackInit, closers: Array<() => Promise<void>>): Promise<NppHelia> {
+  let blockstore, datastore
+  if (init.storage === 'memory') {
+    blockstore = new MemoryBlockstore()
+    datastore = new MemoryDatastore()
+  } else {
+    const bs = new LevelBlockstore(joinPath(init.directory, 'blocks'))
+    const ds = new LevelDatastore(joinPath(init.directory, 'datastore'))
+    await bs.open()
+    closers.push(async () => { await bs.close() })
+    await ds.open()
+    closers.push(async () => { await ds.close() })
+    blockstore = bs
+    datastore = ds
+  }
+
+  const services: Record<string, any> = {
+    identify: identify(),
+    pubsub: gossipsub({
+      // OrbitDB publishes updates whether or not anyone listens yet
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false
+    }),
+    ...platform.extraServices()
+  }
+
+  const light = createHeliaLight({
+    blockstore,
+    datastore,
+    codecs: [dagCbor],
+    // no gateways, no delegated routers: blocks come from connected peers only
+    blockBrokers: [],
+    routers: []
+  })
+  const helia = withBitswap(withLibp2pLight(light, {
+    addresses: { listen: init.listen },
+    transports: platform.transports(),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: platform.connectionGater(),
+    peerDiscovery: init.pubsubDiscovery ? [pubsubPeerDiscovery()] : [],
+    services
+  } as any)) as unknown as NppHelia
+
+  await helia.start()
+  closers.push(async () => { await helia.stop() })
+  log('helia started as %s (%s storage)', helia.libp2p.peerId.toString(), init.storage)
+  return helia
+}
+
+async function createOrbit (helia: NppHelia, init: StackInit, closers: Array<() => Promise<void>>): Promise<OrbitDB> {
+  const id = helia.libp2p.peerId.toString()
+  let orbitdb: OrbitDB
+  if (init.storage === 'memory') {
+    const keystore = await KeyStore({ storage: await MemoryStorage() })
+    const identities = await Identities({ keystore, ipfs: helia as any })
+    orbitdb = await createOrbitDB({ ipfs: helia as any, id, identities, directory: joinPath(init.directory, 'orbitdb') })
+  } else {
+    const directory = joinPath(init.directory, 'orbitdb')
+    const keystore = await KeyStore({
+      storage: await ComposedStorage(await LRUStorage({ size: 1000 }), await LevelStorage({ path: joinPath(directory, 'keystore') }))
+    })
+    const identities = await Identities({ keystore, ipfs: helia as any })
+    // a stable id keeps the same OrbitDB identity (and so the same database addresses) across restarts
+    orbitdb = await createOrbitDB({ ipfs: helia as any, id, identities, directory })
+  }
+  // orbitdb.stop() closes every database it opened and the keystore
+  closers.push(async () => { await orbitdb.stop() })
+  return orbitdb
+}

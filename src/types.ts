@@ -1,0 +1,213 @@
+import type { HeliaWithLibp2p } from '@helia/libp2p'
+import type { Libp2p } from '@libp2p/interface'
+import type { OrbitDB } from './orbitdb-types.ts'
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+/** Free-form fields stored beside a piece's hash and instrument (title, composer, ...). */
+export type PieceExtra = Record<string, JsonValue>
+
+/** A catalogued piece: the tutorial's `{ hash, instrument }` plus any extra fields. */
+export interface Piece extends PieceExtra {
+  hash: string
+  instrument: string
+}
+
+/** A piece returned by `queryCatalog`, with the peer id of the catalog it came from. */
+export type OwnedPiece = Piece & { owner: string }
+
+/** A companion as kept in the `companions` register. */
+export interface CompanionRecord {
+  /** Peer id of the companion. */
+  nodeId: string
+  /** Address of the companion's `pieces` database. */
+  pieces: string
+  /** The companion's username when it was last seen. */
+  username: string
+  /** Where the companion was last reachable. */
+  multiaddrs: string[]
+  /** When the companion was last connected (ms since the epoch). */
+  lastSeen: number
+}
+
+/** A companion as returned by `getCompanions()`. */
+export interface Companion extends CompanionRecord {
+  /** Address of the companion's `user` database (the register's key). */
+  address: string
+  /** Whether a connection to the companion is open now. */
+  online: boolean
+}
+
+/** The libp2p services this library needs: gossipsub named `pubsub`, as OrbitDB expects. */
+export type NppLibp2p = Libp2p<{ pubsub: any, identify?: any } & Record<string, any>>
+
+/** A Helia node with libp2p, as OrbitDB needs it. */
+export type NppHelia = HeliaWithLibp2p<any>
+
+export interface NewPiecePleaseInit {
+  /**
+   * Node: the folder holding all persistent data (blocks, datastore with the
+   * peer id, OrbitDB keystore, heads and indexes). Ignored when `storage` is
+   * `'memory'`.
+   *
+   * @default './.npp'
+   */
+  directory?: string
+  /**
+   * `'persistent'` keeps everything (including the peer id) across restarts;
+   * `'memory'` keeps nothing.
+   *
+   * @default 'persistent'
+   */
+  storage?: 'persistent' | 'memory'
+  /**
+   * Multiaddrs to listen on (Node). Loopback only by default: pass
+   * `['/ip4/0.0.0.0/tcp/4002']` to be reachable from other machines.
+   *
+   * @default ['/ip4/127.0.0.1/tcp/0']
+   */
+  listen?: string[]
+  /**
+   * Multiaddrs (each ending in `/p2p/<peer id>`) dialed at start. No public
+   * bootstrap list is ever used by default.
+   *
+   * @default []
+   */
+  bootstrap?: string[]
+  /**
+   * Milliseconds between redials of companions that are not connected.
+   *
+   * @default 10000
+   */
+  reconnectInterval?: number
+  /**
+   * Milliseconds each source of `queryCatalog` may take before it is reported
+   * as timed out.
+   *
+   * @default 5000
+   */
+  queryTimeout?: number
+  /**
+   * Milliseconds to open, replicate and validate a peer's user database when
+   * it announces itself.
+   *
+   * @default 10000
+   */
+  discoveryTimeout?: number
+  /**
+   * Milliseconds for `connectToPeer` and for each redial of a companion.
+   *
+   * @default 10000
+   */
+  dialTimeout?: number
+  /**
+   * Username written to a new profile. Later starts keep the stored one.
+   *
+   * @default 'musician-' followed by the last 6 characters of the peer id
+   */
+  username?: string
+  /**
+   * Run `@libp2p/pubsub-peer-discovery` on its default topic, so peers that
+   * share a hub (a relay, or any peer subscribed to the topic) find each other.
+   *
+   * @default false
+   */
+  pubsubDiscovery?: boolean
+  /**
+   * Bring your own Helia node (with libp2p and a gossipsub service named
+   * `pubsub`). It is started if needed but not stopped by `stop()`.
+   */
+  helia?: NppHelia
+  /**
+   * Bring your own OrbitDB instance (its `ipfs` is used as the Helia node).
+   * It is not stopped by `stop()`.
+   */
+  orbitdb?: OrbitDB
+}
+
+/** How one source of a `queryCatalog` call went. */
+export interface QuerySource {
+  /** Peer id of the catalog's owner (own peer id for the local catalog). */
+  owner: string
+  /** Address of the `pieces` database queried. */
+  address: string
+  /** `ok`: answered; `timeout`: not within the time limit; `error`: failed; `aborted`: the caller's signal fired. */
+  status: 'ok' | 'timeout' | 'error' | 'aborted'
+  /** Matches this source contributed. */
+  count: number
+  /** Milliseconds the source took (or was given). */
+  ms: number
+  /** Whether the owner was connected when the query ran. */
+  online: boolean
+  /** Why the source failed, when it did. */
+  error?: string
+}
+
+export interface QueryResult {
+  /** Matches from every source that answered, each with its `owner`, without duplicates. */
+  results: OwnedPiece[]
+  /** One report per source. */
+  sources: QuerySource[]
+  /** True when every source answered. */
+  complete: boolean
+}
+
+/** Filter for `queryCatalog`: a predicate over pieces, or fields that must all be equal. */
+export type PieceFilter = ((piece: Piece) => boolean) | Partial<Record<string, JsonValue>>
+
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+export interface QueryOptions extends AbortOptions {
+  /** Milliseconds each source may take. @default the instance's `queryTimeout` */
+  timeout?: number
+}
+
+export interface MessageDetail {
+  /** Peer id that signed the message. */
+  from: string
+  /** Topic it arrived on (this node's peer id). */
+  topic: string
+  /** The decoded JSON object. */
+  data: Record<string, JsonValue>
+}
+
+export interface DroppedMessageDetail {
+  from: string
+  reason: DropReason
+}
+
+export type DropReason = 'oversized' | 'not-json' | 'wrong-shape' | 'rate-limited' | 'queue-full' | 'invalid-user-db' | 'recently-failed'
+
+export interface NewPiecePleaseEvents {
+  /** The instance is started and its databases are open. */
+  ready: CustomEvent<{ peerId: string }>
+  /** A libp2p connection to a peer opened. */
+  'peer:connect': CustomEvent<{ peerId: string }>
+  /** A libp2p connection to a peer closed (no connections left to it). */
+  'peer:disconnect': CustomEvent<{ peerId: string }>
+  /** A valid JSON object arrived on this node's topic. */
+  message: CustomEvent<MessageDetail>
+  /** A peer's user database was validated and the peer recorded as a companion. */
+  'db:discovered': CustomEvent<Companion>
+  /** A companion connected. */
+  'companion:online': CustomEvent<Companion>
+  /** A companion disconnected, or could not be reached by a redial. */
+  'companion:offline': CustomEvent<Companion>
+  /** A message or announcement from the network was dropped. */
+  'message:dropped': CustomEvent<DroppedMessageDetail>
+  /** A catalog (own or a companion's replica) changed. */
+  'catalog:update': CustomEvent<{ owner: string, address: string }>
+}
+
+/** Counters of what the node received and dropped (for diagnostics and tests). */
+export interface NppStats {
+  messagesReceived: number
+  messagesDropped: Record<DropReason, number>
+  discoveriesStarted: number
+  discoveriesSucceeded: number
+  discoveriesFailed: number
+  announcementsSent: number
+  redials: number
+}
