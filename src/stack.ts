@@ -49,7 +49,6 @@ export interface Stack {
 }
 
 export async function createStack (init: StackInit): Promise<Stack> {
-  const memory = init.storage === 'memory'
   const closers: Array<() => Promise<void>> = []
   let helia: NppHelia
   let orbitdb: OrbitDB
@@ -84,7 +83,6 @@ export async function createStack (init: StackInit): Promise<Stack> {
     libp2p,
     orbitdb,
     async open<D extends OrbitDBDatabase> (address: string, options: OpenOptions = {}): Promise<D> {
-      const storage = memory ? { headsStorage: await MemoryStorage(), indexStorage: await MemoryStorage() } : {}
       // OrbitDB fetches missing entries with a 30 s timeout and close() waits
       // for them; this storage lets close() cancel those network reads first
       // (local writes are never cancelled)
@@ -94,7 +92,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
         ...inner,
         get: async (hash: string, signal?: AbortSignal) => await inner.get(hash, signal == null ? closing.signal : AbortSignal.any([signal, closing.signal]))
       }
-      const db = await orbitdb.open<D>(address, { entryStorage, ...options, ...storage })
+      const db = await orbitdb.open<D>(address, { entryStorage, ...options })
       if (!guarded.has(db)) {
         guarded.add(db)
         db.events.on('error', (err: any) => { dbLog('%s: %s', db.address, err?.message ?? err) })
@@ -182,6 +180,14 @@ async function createOrbit (helia: NppHelia, init: StackInit, closers: Array<() 
     const keystore = await KeyStore({ storage: await MemoryStorage() })
     const identities = await Identities({ keystore, ipfs: helia as any })
     orbitdb = await createOrbitDB({ ipfs: helia as any, id, identities, directory: joinPath(init.directory, 'orbitdb') })
+    // memory means memory for every database, including ones a caller opens
+    // through `npp.orbitdb` directly: heads and indexes never touch the disk
+    const open = orbitdb.open
+    orbitdb.open = async (address, options = {}) => await open(address, {
+      headsStorage: await MemoryStorage(),
+      indexStorage: await MemoryStorage(),
+      ...options
+    })
   } else {
     const directory = joinPath(init.directory, 'orbitdb')
     const keystore = await KeyStore({
