@@ -109,6 +109,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private readonly init: NewPiecePleaseInit
   private readonly options: Options
   private status: Status = 'stopped'
+  private lastPeerId: string | undefined
   private starting: Promise<void> | undefined
   private stopping: Promise<void> | undefined
   private stack: Stack | undefined
@@ -148,9 +149,10 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     return this.status === 'started'
   }
 
-  /** This node's peer id. */
+  /** This node's peer id (still readable after `stop()`). */
   get peerId (): string {
-    return this.started().libp2p.peerId.toString()
+    if (this.lastPeerId == null) this.started()
+    return this.lastPeerId!
   }
 
   /** The Helia node (advanced use). */
@@ -217,7 +219,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       orbitdb: this.init.orbitdb
     })
     const { orbitdb, libp2p } = stack
-    const peerId = libp2p.peerId.toString()
+    const peerId = this.lastPeerId = libp2p.peerId.toString()
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
 
     const [pieces, user, companions, counters] = await Promise.all([

@@ -4,6 +4,7 @@ declare module '@orbitdb/core' {
   export function createOrbitDB (init: { ipfs: OrbitDBIpfs, id?: string, identity?: unknown, identities?: unknown, directory?: string }): Promise<OrbitDB>
   export function Documents (options?: { indexBy?: string }): DatabaseFactory<DocumentsDatabase<any>>
   export function KeyValue (): DatabaseFactory<KeyValueDatabase<any>>
+  export function Events (): DatabaseFactory<OrbitDBDatabase & { add(value: unknown): Promise<string> }>
   export function Database (init: DatabaseInit): Promise<OrbitDBDatabase>
   export function useDatabaseType (type: DatabaseType<any>): void
   export function isValidAddress (address: unknown): boolean
