@@ -46,6 +46,11 @@ describe('peers in separate OS processes', () => {
       [`${me.peerId}:QmMe`, `${p1.peerId}:QmP1`, `${p2.peerId}:QmP2`].sort())
     assert.equal(query.complete, true)
 
+    // our own search waits for the companions' first sync, so it sees everything
+    const ours = await me.queryCatalog({ instrument: 'Piano' })
+    assert.equal(ours.results.length, 3)
+    assert.equal(ours.complete, true)
+
     // p2 crashes (no clean stop): p1 and we still answer on time from the replicas
     const offline = nextEvent(me, 'companion:offline', c => c.nodeId === p2.peerId)
     p2.kill()
