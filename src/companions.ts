@@ -18,7 +18,8 @@ import { isOrbitDBAddress, isPeerIdString } from './validate.ts'
 import { waitForKeys } from './wait-for-keys.ts'
 import { MAX_COMPANION_MULTIADDRS, MAX_USERNAME_LENGTH } from './constants.ts'
 import type { Stack } from './stack.ts'
-import type { OpenOptions, DocumentsDatabase, KeyValueDatabase, OrbitDBDatabase } from './orbitdb-types.ts'
+import type { OpenOptions, KeyValueDatabase, OrbitDBDatabase, CatalogLike, DatabaseFactory } from './orbitdb-types.ts'
+import { CATALOG_TYPE } from './catalog-store.ts'
 import type { Companion, CompanionRecord, NppHelia, NppLibp2p, NppStats, Piece } from './types.ts'
 
 const log = logger('companions')
@@ -31,6 +32,8 @@ export interface CompanionsInit {
   libp2p: NppLibp2p
   register: KeyValueDatabase<CompanionRecord>
   open: Stack['open']
+  /** The `npp-catalog` database factory (with this node's storage choice). */
+  catalog(): DatabaseFactory<any>
   reconnectInterval: number
   maxBackoff: number
   dialTimeout: number
@@ -43,7 +46,7 @@ export interface CompanionsInit {
 export interface Replica {
   address: string
   owner: string
-  db: DocumentsDatabase<Piece>
+  db: CatalogLike<Piece>
   /** True once heads were exchanged with the owner since the replica was opened. */
   synced: boolean
   /** Resolves when `synced` becomes true. */
@@ -151,7 +154,7 @@ export class Companions {
       if (nodeId !== from) throw new InvalidRemoteDataError(`user db ${userDb} names node ${String(nodeId)}, but ${from} sent it`)
       if (!isOrbitDBAddress(pieces)) throw new InvalidRemoteDataError(`user db ${userDb} has no valid pieces address`)
       const piecesManifest = await readManifest(this.init.helia, pieces, signal)
-      if (piecesManifest.type !== 'documents') throw new InvalidRemoteDataError(`pieces db ${pieces} is a "${piecesManifest.type}" database, expected "documents"`)
+      if (piecesManifest.type !== CATALOG_TYPE && piecesManifest.type !== 'documents') throw new InvalidRemoteDataError(`pieces db ${pieces} is a "${piecesManifest.type}" database, expected "${CATALOG_TYPE}" or "documents"`)
       const username = await user.get('username')
       record = {
         nodeId: from,
@@ -238,7 +241,10 @@ export class Companions {
     const existing = this.replicas.get(address)
     if (existing != null && existing.address === record.pieces) return existing
     if (existing != null) await this.closeReplica(address)
-    const db = await this.openBounded<DocumentsDatabase<Piece>>(record.pieces, { Database: Documents({ indexBy: 'hash' }) }, signal)
+    // the manifest is local once the catalog was replicated, so this needs no network at restart
+    const manifest = await readManifest(this.init.helia, record.pieces, signal)
+    const Database = manifest.type === CATALOG_TYPE ? this.init.catalog() : Documents({ indexBy: 'hash' })
+    const db = await this.openBounded<CatalogLike<Piece>>(record.pieces, { Database }, signal)
     let markSynced = (): void => {}
     const replica: Replica = {
       address: record.pieces,

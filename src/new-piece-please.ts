@@ -4,7 +4,8 @@
  * companions, query, counters) and owns their lifecycle.
  */
 import { TypedEventEmitter } from 'main-event'
-import { Documents, KeyValue, IPFSAccessController, useDatabaseType } from '@orbitdb/core'
+import { KeyValue, IPFSAccessController, useDatabaseType } from '@orbitdb/core'
+import { Catalog, CATALOG_TYPE, type CatalogDatabase } from './catalog-store.ts'
 import { fromString as uint8ArrayFromString } from 'uint8arrays'
 import { createStack, type Stack } from './stack.ts'
 import { Discovery } from './discovery.ts'
@@ -14,7 +15,7 @@ import { Counters, type CountersDatabase } from './counters.ts'
 import { publishToPeer } from './publish.ts'
 import { timeoutSignal } from './abort.ts'
 import { logger } from './logger.ts'
-import { NotStartedError, InvalidOptionError, InvalidProfileFieldError, PieceNotFoundError, describe } from './errors.ts'
+import { NotStartedError, InvalidOptionError, InvalidProfileFieldError, PieceNotFoundError, InvalidPieceError, InvalidHashError, describe } from './errors.ts'
 import {
   assertHash, assertInstrument, assertExtra, assertProfileKey, assertProfileValue,
   assertMessageObject, parseMultiaddr, parsePeerId, positiveInteger, stringList, READ_ONLY_PROFILE_KEYS
@@ -24,7 +25,7 @@ import {
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_INSTRUMENT,
   DEFAULT_MAX_RECONNECT_BACKOFF, ANNOUNCE_ATTEMPTS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB
 } from './constants.ts'
-import type { OrbitDB, DocumentsDatabase, KeyValueDatabase } from './orbitdb-types.ts'
+import type { OrbitDB, KeyValueDatabase } from './orbitdb-types.ts'
 import type {
   AbortOptions, Companion, CompanionRecord, DropReason, JsonValue, NewPiecePleaseEvents,
   NewPiecePleaseInit, NppHelia, NppLibp2p, NppStats, Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult
@@ -33,6 +34,7 @@ import type {
 const log = logger('catalog')
 
 useDatabaseType(Counters)
+useDatabaseType(Catalog)
 
 type Status = 'stopped' | 'starting' | 'started' | 'stopping'
 
@@ -114,7 +116,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private stopping: Promise<void> | undefined
   private stack: Stack | undefined
   private dbs: {
-    pieces: DocumentsDatabase<Piece>
+    pieces: CatalogDatabase<Piece>
     user: KeyValueDatabase<JsonValue>
     companions: KeyValueDatabase<CompanionRecord>
     counters: CountersDatabase
@@ -171,7 +173,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   }
 
   /** The open databases (advanced use). */
-  get databases (): { pieces: DocumentsDatabase<Piece>, user: KeyValueDatabase<JsonValue>, companions: KeyValueDatabase<CompanionRecord>, counters: CountersDatabase } {
+  get databases (): { pieces: CatalogDatabase<Piece>, user: KeyValueDatabase<JsonValue>, companions: KeyValueDatabase<CompanionRecord>, counters: CountersDatabase } {
     this.started()
     return this.dbs!
   }
@@ -221,9 +223,10 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const { orbitdb, libp2p } = stack
     const peerId = this.lastPeerId = libp2p.peerId.toString()
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
+    const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: ['instrument'], memory: o.storage === 'memory' })
 
     const [pieces, user, companions, counters] = await Promise.all([
-      stack.open<DocumentsDatabase<Piece>>(PIECES_DB, { type: 'documents', Database: Documents({ indexBy: 'hash' }), AccessController: ownOnly() }),
+      stack.open<CatalogDatabase<Piece>>(PIECES_DB, { type: CATALOG_TYPE, Database: catalog(), AccessController: ownOnly() }),
       stack.open<KeyValueDatabase<JsonValue>>(USER_DB, { type: 'keyvalue', Database: KeyValue(), AccessController: ownOnly() }),
       stack.open<KeyValueDatabase<CompanionRecord>>(COMPANIONS_DB, { type: 'keyvalue', Database: KeyValue(), AccessController: ownOnly() }),
       stack.open<CountersDatabase>(COUNTERS_DB, { type: Counters.type, Database: Counters(), AccessController: ownOnly() })
@@ -243,6 +246,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       libp2p,
       register: companions,
       open: stack.open,
+      catalog,
       reconnectInterval: o.reconnectInterval,
       maxBackoff: Math.max(DEFAULT_MAX_RECONNECT_BACKOFF, o.reconnectInterval),
       dialTimeout: o.dialTimeout,
@@ -309,7 +313,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     return this.stack
   }
 
-  private get pieces (): DocumentsDatabase<Piece> {
+  private get pieces (): CatalogDatabase<Piece> {
     this.started()
     return this.dbs!.pieces
   }
@@ -332,6 +336,51 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     return piece
   }
 
+  /**
+   * Add or update many pieces at once: validated first (nothing is written if
+   * one is invalid), unchanged ones skipped, the rest written in a few
+   * batched log entries. Resolves to the stored pieces, in input order.
+   */
+  async addPieces (pieces: Array<{ hash: string, instrument?: string } & PieceExtra>): Promise<Piece[]> {
+    if (!Array.isArray(pieces)) throw new InvalidPieceError(`expected an array of pieces, got ${describe(pieces)}`)
+    const prepared = pieces.map((input, i) => {
+      if (input == null || typeof input !== 'object' || Array.isArray(input)) throw new InvalidPieceError(`piece ${i}: expected an object, got ${describe(input)}`)
+      const { hash, instrument = DEFAULT_INSTRUMENT, ...extra } = input
+      try {
+        assertHash(hash)
+        assertInstrument(instrument)
+        assertExtra(extra)
+      } catch (err: any) {
+        err.message = `piece ${i}: ${err.message}`
+        throw err
+      }
+      return { ...extra, hash, instrument } as Piece
+    })
+    const db = this.pieces
+    // the last occurrence of a hash wins, as if added one by one
+    const latest = new Map(prepared.map(p => [p.hash, p]))
+    const changed: Piece[] = []
+    for (const piece of latest.values()) {
+      const existing = await db.get(piece.hash)
+      if (existing == null || JSON.stringify(existing.value) !== JSON.stringify(piece)) changed.push(piece)
+    }
+    if (changed.length > 0) await db.batch({ put: changed })
+    return prepared.map(p => latest.get(p.hash)!)
+  }
+
+  /** Remove many pieces in a few batched entries; resolves to how many existed. */
+  async deletePieces (hashes: string[]): Promise<number> {
+    if (!Array.isArray(hashes)) throw new InvalidHashError(`expected an array of hashes, got ${describe(hashes)}`)
+    hashes.forEach(h => { assertHash(h) })
+    const db = this.pieces
+    const present: string[] = []
+    for (const hash of new Set(hashes)) {
+      if ((await db.get(hash)) != null) present.push(hash)
+    }
+    if (present.length > 0) await db.batch({ del: present })
+    return present.length
+  }
+
   /** Every piece in the own catalog. */
   async getAllPieces (): Promise<Piece[]> {
     return (await this.pieces.all()).map(d => d.value)
@@ -346,7 +395,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   /** Pieces for `instrument` (exact match). */
   async getByInstrument (instrument: string): Promise<Piece[]> {
     assertInstrument(instrument)
-    return await this.pieces.query(p => p.instrument === instrument)
+    return await this.pieces.getBy('instrument', instrument)
   }
 
   /** Change a piece's instrument, keeping its other fields. Throws `PieceNotFoundError` when absent. */

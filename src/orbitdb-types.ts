@@ -149,3 +149,12 @@ export interface OrbitDB {
   open<D extends OrbitDBDatabase = OrbitDBDatabase>(address: string, options?: OpenOptions): Promise<D>
   stop(): Promise<void>
 }
+
+/** What queries need of a catalog database: the batched `npp-catalog` type, or a plain OrbitDB `documents` store. */
+export interface CatalogLike<T = Record<string, unknown>> extends OrbitDBDatabase {
+  get(key: string): Promise<{ key: string, value: T } | undefined>
+  query(findFn: (doc: T) => boolean): Promise<T[]>
+  all(): Promise<Array<{ key: string, value: T }>>
+  /** Only on `npp-catalog`: exact-match lookup on an indexed field. */
+  getBy?(field: string, value: unknown): Promise<T[]>
+}

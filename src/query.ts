@@ -7,7 +7,7 @@ import { logger } from './logger.ts'
 import { timeoutSignal, raceSignal } from './abort.ts'
 import { InvalidOptionError, describe } from './errors.ts'
 import { isPlainObject, isJsonValue } from './validate.ts'
-import type { DocumentsDatabase } from './orbitdb-types.ts'
+import type { CatalogLike } from './orbitdb-types.ts'
 import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryResult, QuerySource } from './types.ts'
 
 const log = logger('query')
@@ -16,7 +16,7 @@ export interface QuerySourceInput {
   owner: string
   address: string
   online: boolean
-  db: DocumentsDatabase<Piece>
+  db: CatalogLike<Piece>
   /** For a connected companion's replica that has not exchanged heads yet: resolves when it has. */
   whenSynced?: Promise<void>
 }
@@ -39,6 +39,26 @@ function deepEqual (a: unknown, b: unknown): boolean {
   if (a === b) return true
   if (typeof a !== 'object' || typeof b !== 'object' || a == null || b == null) return false
   return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** Fields answered from the catalog's secondary index when an object filter names them. */
+const INDEXED_FIELDS = ['instrument']
+
+/** Use the index when the filter pins an indexed field (reading only its matches), else scan. */
+async function runQuery (db: CatalogLike<Piece>, filter: PieceFilter | undefined, predicate: (piece: Piece) => boolean): Promise<Piece[]> {
+  if (filter != null && typeof filter === 'object' && db.getBy != null) {
+    const field = INDEXED_FIELDS.find(f => typeof (filter as Record<string, unknown>)[f] === 'string')
+    if (field != null) {
+      const candidates = await db.getBy(field, (filter as Record<string, unknown>)[field])
+      return candidates.filter(predicate)
+    }
+  }
+  const hash = filter != null && typeof filter === 'object' ? (filter as Record<string, unknown>).hash : undefined
+  if (typeof hash === 'string') {
+    const doc = await db.get(hash)
+    return doc != null && predicate(doc.value) ? [doc.value] : []
+  }
+  return await db.query(predicate)
 }
 
 export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceFilter | undefined, timeout: number, signal?: AbortSignal): Promise<QueryResult> {
@@ -69,7 +89,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
             wait.clear()
           }
         }
-        const pieces = await raceSignal(source.db.query(safe), bounded.signal)
+        const pieces = await raceSignal(runQuery(source.db, filter, safe), bounded.signal)
         return { report: { owner: source.owner, address: source.address, status: 'ok', count: pieces.length, ms: Date.now() - t0, online: source.online }, pieces }
       } catch (err: any) {
         const status = err?.name === 'TimeoutError' ? 'timeout' : err?.name === 'AbortError' ? 'aborted' : 'error'

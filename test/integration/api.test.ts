@@ -49,6 +49,27 @@ describe('a single catalog', () => {
     assert.equal((await npp.getAllPieces()).filter(p => p.hash === 'QmSame').length, 1)
   })
 
+  it('adds and deletes pieces in bulk, atomically validated and in few entries', async () => {
+    const entries = (await npp.databases.pieces.log.values()).length
+    const pieces = Array.from({ length: 1500 }, (_, i) => ({ hash: `QmBulk${i}`, instrument: i % 2 === 0 ? 'Organ' : 'Lute', title: `No. ${i}` }))
+    const stored = await npp.addPieces([...pieces, { hash: 'QmBulk0', instrument: 'Organ', title: 'last wins' }])
+    assert.equal(stored.length, 1501)
+    assert.equal(stored[0]?.title, 'last wins')
+    assert.equal((await npp.databases.pieces.log.values()).length, entries + 2, '1,500 pieces in two entries')
+    assert.equal((await npp.getByInstrument('Organ')).length, 750)
+    assert.deepEqual(await npp.getPieceByHash('QmBulk7'), { hash: 'QmBulk7', instrument: 'Lute', title: 'No. 7' })
+    // adding them again writes nothing
+    await npp.addPieces(pieces.slice(1))
+    assert.equal((await npp.databases.pieces.log.values()).length, entries + 2)
+    // one bad piece: nothing is written, and the error names it
+    await assert.rejects(npp.addPieces([{ hash: 'QmOk', instrument: 'Oud' }, { hash: '', instrument: 'Oud' }]), (err: any) => err.name === 'InvalidHashError' && /piece 1/.test(err.message))
+    await assert.rejects(npp.addPieces('nope' as any), InvalidPieceError)
+    assert.equal(await npp.getPieceByHash('QmOk'), undefined)
+    assert.equal(await npp.deletePieces(pieces.map(p => p.hash).concat('QmNever')), 1500)
+    assert.equal((await npp.getByInstrument('Organ')).length, 0)
+    assert.equal((await npp.databases.pieces.log.values()).length, entries + 4, 'and 1,500 deletions in two more')
+  })
+
   it('counts practice sessions', async () => {
     assert.equal(await npp.getPracticeCount('QmSame'), 0)
     assert.equal(await npp.incrementPracticeCounter('QmSame'), 1)

@@ -1,0 +1,158 @@
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { Documents, IPFSAccessController, LevelStorage, useDatabaseType } from '@orbitdb/core'
+import { createStack, type Stack } from '../../src/stack.ts'
+import { Catalog, CATALOG_TYPE } from '../../src/catalog-store.ts'
+import { LOOPBACK, tempDir, dbCondition } from '../helpers/peers.ts'
+
+useDatabaseType(Catalog)
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+function random (seed: number): () => number {
+  return () => {
+    seed |= 0; seed = seed + 0x6D2B79F5 | 0
+    let t = Math.imul(seed ^ seed >>> 15, 1 | seed)
+    t = t + Math.imul(t ^ t >>> 7, 61 | t) ^ t
+    return ((t ^ t >>> 14) >>> 0) / 4294967296
+  }
+}
+
+type Op = { put: { hash: string, instrument: string, n: number } } | { del: string }
+const INSTRUMENTS = ['Piano', 'Cello', 'Flute', 'Harp']
+
+function operations (seed: number, count: number, keys: number): Op[] {
+  const rnd = random(seed)
+  return Array.from({ length: count }, (_, n) => {
+    const hash = `Qm${Math.floor(rnd() * keys)}`
+    return rnd() < 0.2 ? { del: hash } : { put: { hash, instrument: INSTRUMENTS[Math.floor(rnd() * INSTRUMENTS.length)]!, n } }
+  })
+}
+
+/** What a plain key-value interpretation of the operations gives. */
+function expected (ops: Op[]): Map<string, unknown> {
+  const state = new Map<string, unknown>()
+  for (const op of ops) 'put' in op ? state.set(op.put.hash, op.put) : state.delete(op.del)
+  return state
+}
+
+const sorted = (docs: Array<{ hash: string }>): Array<{ hash: string }> => [...docs].sort((a, b) => a.hash.localeCompare(b.hash))
+
+describe('npp-catalog behaves exactly like the single-entry documents store', () => {
+  const stacks: Stack[] = []
+  after(async () => { for (const s of stacks) await s.close() })
+  const stack = async (dir?: string): Promise<Stack> => {
+    const s = await createStack({ storage: dir == null ? 'memory' : 'persistent', directory: dir ?? await tempDir(), listen: LOOPBACK, pubsubDiscovery: false })
+    stacks.push(s)
+    return s
+  }
+
+  it('same results for the same operations: raw documents, single ops, batches', async () => {
+    const s = await stack()
+    const ops = operations(42, 250, 60)
+    const raw = await s.open<any>('raw', { type: 'documents', Database: Documents({ indexBy: 'hash' }) })
+    const single = await s.open<any>('single', { type: CATALOG_TYPE, Database: Catalog({ memory: true }) })
+    const batched = await s.open<any>('batched', { type: CATALOG_TYPE, Database: Catalog({ memory: true }) })
+    for (const op of ops) {
+      if ('put' in op) {
+        await raw.put(op.put)
+        await single.put(op.put)
+      } else {
+        if (await raw.get(op.del) != null) await raw.del(op.del)
+        await single.del(op.del)
+      }
+    }
+    // the same operations in batches of varying size, order kept
+    for (let i = 0; i < ops.length;) {
+      const size = 1 + (i % 37)
+      await batched.batch(ops.slice(i, i + size).map(op => 'put' in op ? { put: op.put } : { del: op.del }))
+      i += size
+    }
+    const bulk = await s.open<any>('bulk', { type: CATALOG_TYPE, Database: Catalog({ memory: true }) })
+    // one call: puts then deletes; equal to the final state when applied as its own set of ops
+    const state = expected(ops)
+    await bulk.batch({ put: [...state.values()] as any[] })
+
+    const want = sorted([...state.values()] as any[])
+    const rawDocs = sorted((await raw.all()).map((d: any) => d.value))
+    assert.deepEqual(rawDocs, want, 'the raw store agrees with the plain interpretation')
+    for (const db of [single, batched, bulk]) {
+      assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), want)
+      for (let k = 0; k < 60; k++) {
+        assert.deepEqual((await db.get(`Qm${k}`))?.value, (await raw.get(`Qm${k}`))?.value)
+      }
+      for (const instrument of INSTRUMENTS) {
+        assert.deepEqual(sorted(await db.getBy('instrument', instrument)), sorted(await raw.query((d: any) => d.instrument === instrument)))
+      }
+      assert.equal(await db.count(), state.size)
+    }
+    assert.ok((await batched.log.values()).length < (await single.log.values()).length)
+    assert.equal((await bulk.log.values()).length, 1, 'one entry for up to 1,000 puts')
+  })
+
+  it('splits big batches into entries of bounded size and replicates them to a new peer', async () => {
+    const [a, b] = [await stack(), await stack()]
+    const mine = await a.open<any>('big', { type: CATALOG_TYPE, Database: Catalog({ memory: true }) })
+    const docs = Array.from({ length: 2500 }, (_, i) => ({ hash: `Qm${i}`, instrument: INSTRUMENTS[i % 4]!, title: `Piece ${i}` }))
+    const hashes = await mine.batch({ put: docs })
+    assert.equal(hashes.length, 3, '1,000 operations per entry at most')
+    await b.libp2p.dial(a.libp2p.getMultiaddrs()[0]!)
+    const theirs = await b.open<any>(mine.address, { Database: Catalog({ memory: true }) })
+    await dbCondition(theirs, 'update', async () => (await theirs.count()) === 2500)
+    assert.deepEqual((await theirs.get('Qm1234'))?.value, docs[1234])
+    assert.equal((await theirs.getBy('instrument', 'Harp')).length, 625)
+    // live updates, deletes included
+    await mine.batch({ put: [{ hash: 'QmNew', instrument: 'Piano' }], del: ['Qm0', 'Qm1'] })
+    await dbCondition(theirs, 'update', async () => (await theirs.get('QmNew')) != null)
+    assert.equal(await theirs.get('Qm0'), undefined)
+    assert.equal(await theirs.count(), 2499)
+  })
+
+  it('concurrent writers converge on the same winner on every replica', async () => {
+    const [a, b] = [await stack(), await stack()]
+    const writers = IPFSAccessController({ write: [a.orbitdb.identity.id, b.orbitdb.identity.id] })
+    const one = await a.open<any>('shared', { type: CATALOG_TYPE, Database: Catalog({ memory: true }), AccessController: writers })
+    await b.libp2p.dial(a.libp2p.getMultiaddrs()[0]!)
+    const two = await b.open<any>(one.address, { Database: Catalog({ memory: true }) })
+    // both write while apart (two devices offline), then meet again
+    await a.libp2p.hangUp(b.libp2p.peerId)
+    await Promise.all([
+      one.batch({ put: [{ hash: 'QmX', instrument: 'Piano' }, { hash: 'QmY', instrument: 'Piano' }] }),
+      two.batch({ put: [{ hash: 'QmX', instrument: 'Cello' }], del: ['QmY'] })
+    ])
+    await b.libp2p.dial(a.libp2p.getMultiaddrs()[0]!)
+    const hasBoth = (db: any) => async (): Promise<boolean> => (await db.log.values()).length === 2
+    await Promise.all([dbCondition(one, 'update', hasBoth(one)), dbCondition(two, 'update', hasBoth(two))])
+    assert.deepEqual(await one.all(), await two.all())
+    assert.deepEqual(await one.getBy('instrument', 'Cello'), await two.getBy('instrument', 'Cello'))
+  })
+
+  it('persists its index, and rebuilds it correctly after an unclean stop', async () => {
+    const dir = await tempDir()
+    let s = await stack(join(dir, 'n'))
+    let db = await s.open<any>('persisted', { type: CATALOG_TYPE, Database: Catalog() })
+    const address = db.address
+    await db.batch({ put: Array.from({ length: 300 }, (_, i) => ({ hash: `Qm${i}`, instrument: INSTRUMENTS[i % 4]! })) })
+    await db.del('Qm7')
+    await db.put({ hash: 'Qm8', instrument: 'Harp', edited: true })
+    const before = sorted((await db.all()).map((d: any) => d.value))
+    await s.close()
+
+    s = await stack(join(dir, 'n'))
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), before, 'loaded from the persisted index')
+    assert.equal((await db.get('Qm8'))?.value.edited, true)
+    await db.close()
+
+    // an unclean stop: the log moved on but the index did not (stale heads marker, missing pages)
+    const indexPath = join(dir, 'n', 'orbitdb', address, '_catalog')
+    const index = await LevelStorage({ path: indexPath })
+    await index.put('meta', JSON.stringify({ v: 1, heads: ['stale'] }))
+    await index.del('d/Qm8')
+    await index.close()
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), before, 'rebuilt from the log')
+    assert.equal(await db.get('Qm7'), undefined)
+    assert.equal((await db.getBy('instrument', 'Harp')).some((d: any) => d.hash === 'Qm8'), true)
+  })
+})
