@@ -16,6 +16,8 @@
  */
 export { NewPiecePlease, createNewPiecePlease } from './new-piece-please.ts'
 export { Counters, COUNTERS_TYPE } from './counters.ts'
+export { Catalog, CATALOG_TYPE, MAX_OPS_PER_ENTRY, MAX_ENTRY_BYTES } from './catalog-store.ts'
+export type { CatalogDatabase, CatalogStoreOptions } from './catalog-store.ts'
 export type { CountersDatabase } from './counters.ts'
 export * from './errors.ts'
 export {
