@@ -111,25 +111,20 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
 
   const fieldKey = (value: unknown): string | undefined => value === undefined ? undefined : JSON.stringify(value)
 
-  const unindexFields = (key: string, value: Record<string, any> | undefined): void => {
-    if (value == null) return
-    for (const [field, map] of byField) {
-      const fk = fieldKey(value[field])
-      if (fk === undefined) continue
-      const set = map.get(fk)
-      set?.delete(key)
-      if (set?.size === 0) map.delete(fk)
-    }
-  }
-
-  const indexFieldsOf = (key: string, value: Record<string, any> | undefined): void => {
+  /** Add `key` to (or remove it from) the secondary index of each indexed field of `value`. */
+  const updateFieldIndex = (key: string, value: Record<string, any> | undefined, add: boolean): void => {
     if (value == null) return
     for (const [field, map] of byField) {
       const fk = fieldKey(value[field])
       if (fk === undefined) continue
       let set = map.get(fk)
-      if (set == null) map.set(fk, set = new Set())
-      set.add(key)
+      if (add) {
+        if (set == null) map.set(fk, set = new Set())
+        set.add(key)
+      } else if (set != null) {
+        set.delete(key)
+        if (set.size === 0) map.delete(fk)
+      }
     }
   }
 
@@ -142,10 +137,10 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
       const order: Order = [entry.clock.time, entry.clock.id, entry.hash, i]
       const current = docs.get(op.key)
       if (current != null && compare(current.order, order) > 0) return
-      unindexFields(op.key, current?.value)
+      updateFieldIndex(op.key, current?.value, false)
       const slot: Slot<Record<string, any>> = op.op === 'PUT' ? { order, value: op.value } : { order }
       docs.set(op.key, slot)
-      indexFieldsOf(op.key, slot.value)
+      updateFieldIndex(op.key, slot.value, true)
       changed.add(op.key)
     })
   }
@@ -210,7 +205,7 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
             if (slot == null) continue
             const docKey = key.slice(2)
             docs.set(docKey, slot)
-            indexFieldsOf(docKey, slot.value)
+            updateFieldIndex(docKey, slot.value, true)
           } else if (key.startsWith('e/')) {
             indexed.add(key.slice(2))
           }
