@@ -16,14 +16,14 @@ describe('three peers on loopback', () => {
     await c.addNewPiece('QmC-piano', 'Piano')
   })
 
-  it('two peers that connect become each other\'s companions', async () => {
+  it('two peers that connect become each other\'s companions', async (t) => {
     const events: string[] = []
     a.ondbdiscovered = (companion) => { events.push(`callback:${companion.username}`) }
     a.addEventListener('companion:online', (e) => { events.push(`online:${e.detail.username}`) })
     const started = Date.now()
     await befriend(a, b)
     const elapsed = Date.now() - started
-    console.log(`# discovery (connect to companion recorded both ways): ${elapsed} ms`)
+    t.diagnostic(`discovery (connect to companion recorded both ways): ${elapsed} ms`)
 
     const [companion] = await a.getCompanions()
     assert.equal(companion?.nodeId, b.peerId)
@@ -51,10 +51,10 @@ describe('three peers on loopback', () => {
     assert.deepEqual((await c.getCompanions()).map(x => x.nodeId).sort(), [a.peerId, b.peerId].sort())
   })
 
-  it('queryCatalog returns every catalog\'s matches with their owners, without duplicates', async () => {
+  it('queryCatalog returns every catalog\'s matches with their owners, without duplicates', async (t) => {
     const started = Date.now()
     const { results, sources, complete } = await a.queryCatalog({ instrument: 'Piano' })
-    console.log(`# queryCatalog across three peers: ${Date.now() - started} ms`)
+    t.diagnostic(`queryCatalog across three peers: ${Date.now() - started} ms`)
     assert.equal(complete, true)
     assert.deepEqual(results.map(r => `${r.owner === a.peerId ? 'a' : r.owner === b.peerId ? 'b' : 'c'}:${r.hash}`).sort(), ['a:QmA-piano', 'b:QmB-piano', 'c:QmC-piano'])
     assert.equal(results.find(r => r.hash === 'QmA-piano')?.title, 'Nocturne')
