@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { cp } from 'node:fs/promises'
 import { createNewPiecePlease, type NewPiecePlease } from '../../src/index.ts'
-import { peer, tempDir, befriend, nextEvent, LOOPBACK } from '../helpers/peers.ts'
+import { peer, tempDir, befriend, nextEvent, until, LOOPBACK } from '../helpers/peers.ts'
 
 describe('offline companions, restarts and reconnects', () => {
   it('a node restarts from its directory with the same peer id, pieces, profile, counters and companions', async () => {
@@ -112,5 +112,21 @@ describe('offline companions, restarts and reconnects', () => {
     } finally {
       await away.stop()
     }
+  })
+
+  it('after a dropped connection the interval reconnects and the replica catches up with what was written meanwhile', async () => {
+    const [me, other] = await Promise.all([peer({ reconnectInterval: 200 }), peer()])
+    await befriend(me, other)
+    await me.queryCatalog()
+    for (let round = 0; round < 2; round++) {
+      const offline = nextEvent(me, 'companion:offline', c => c.nodeId === other.peerId)
+      await me.libp2p.hangUp(other.libp2p.peerId)
+      await offline
+      await other.addNewPiece(`QmWhileApart${round}`, 'Bassoon')
+      await nextEvent(me, 'companion:online', c => c.nodeId === other.peerId)
+      await until(me, 'catalog:update', async () => (await me.queryCatalog({ hash: `QmWhileApart${round}` })).results.length === 1)
+    }
+    const { results } = await me.queryCatalog({ instrument: 'Bassoon' })
+    assert.deepEqual(results.map(r => r.owner), [other.peerId, other.peerId])
   })
 })
