@@ -39,7 +39,7 @@ describe('bring your own stack', () => {
     try {
       const fake: any = Object.create(stack.helia)
       Object.defineProperty(fake, 'libp2p', { value: { ...stack.libp2p, services: {} } })
-      await assert.rejects(createNewPiecePlease({ helia: fake }), TypeError)
+      await assert.rejects(createNewPiecePlease({ helia: fake, storage: 'memory' }), TypeError)
     } finally {
       await stack.close()
     }

@@ -6,6 +6,13 @@
  */
 import net from 'node:net'
 import dgram from 'node:dgram'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+
+// the library's default data folder must never appear in the working tree
+// during tests: they use memory storage or temporary directories
+const defaultDataDir = join(process.cwd(), '.npp')
+const hadDataDir = existsSync(defaultDataDir)
 
 export const violations: string[] = []
 
@@ -52,6 +59,10 @@ dgram.Socket.prototype.send = function guardedSend (this: dgram.Socket, ...args:
 ;(globalThis as any).__nppNetworkGuard = { violations, isLoopback }
 
 process.on('exit', () => {
+  if (!hadDataDir && existsSync(defaultDataDir)) {
+    process.stderr.write(`\nworking-tree guard: ${defaultDataDir} was created by this test process\n`)
+    process.exitCode = 1
+  }
   if (violations.length > 0) {
     process.stderr.write(`\nnetwork guard: ${violations.length} non-loopback attempt(s):\n  ${violations.join('\n  ')}\n`)
     process.exitCode = 1
