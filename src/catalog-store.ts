@@ -69,6 +69,8 @@ export interface CatalogStoreOptions {
 
 export interface CatalogDatabase<T extends Record<string, any> = Record<string, any>> extends OrbitDBDatabase {
   indexBy: string
+  /** Fields with a secondary index (what `getBy` accepts). */
+  indexFields: readonly string[]
   /** Put one document (an entry of its own). */
   put(doc: T): Promise<string>
   /**
@@ -332,5 +334,5 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
     await storage.clear()
   }
 
-  return { ...db, type: CATALOG_TYPE, indexBy, put, batch, del, get, getBy, query, all, count, iterator, close, drop }
+  return { ...db, type: CATALOG_TYPE, indexBy, indexFields, put, batch, del, get, getBy, query, all, count, iterator, close, drop }
 }, { type: CATALOG_TYPE })

@@ -109,7 +109,7 @@ export class Companions {
   }
 
   list (): Companion[] {
-    return [...this.records].map(([address, record]) => ({ ...record, address, online: this.isConnected(record.nodeId) }))
+    return [...this.records.keys()].map(address => this.get(address)!)
   }
 
   get (address: string): Companion | undefined {
@@ -163,7 +163,7 @@ export class Companions {
         multiaddrs: this.addressesOf(from),
         lastSeen: Date.now()
       }
-      const replica = await this.openReplica(userDb, record, signal)
+      const replica = await this.openReplica(userDb, record, signal, piecesManifest.type)
       if (!sameWriters(replica.db.access.write, user.access.write)) {
         await this.closeReplica(userDb)
         throw new InvalidRemoteDataError(`pieces db ${pieces} is not written by the owner of ${userDb}`)
@@ -237,13 +237,13 @@ export class Companions {
     }
   }
 
-  private async openReplica (address: string, record: CompanionRecord, signal: AbortSignal): Promise<Replica> {
+  private async openReplica (address: string, record: CompanionRecord, signal: AbortSignal, type?: string): Promise<Replica> {
     const existing = this.replicas.get(address)
     if (existing != null && existing.address === record.pieces) return existing
     if (existing != null) await this.closeReplica(address)
-    // the manifest is local once the catalog was replicated, so this needs no network at restart
-    const manifest = await readManifest(this.init.helia, record.pieces, signal)
-    const Database = manifest.type === CATALOG_TYPE ? this.init.catalog() : Documents({ indexBy: 'hash' })
+    // the manifest is local once the catalog was replicated, so reading it at restart needs no network
+    type ??= (await readManifest(this.init.helia, record.pieces, signal)).type
+    const Database = type === CATALOG_TYPE ? this.init.catalog() : Documents({ indexBy: 'hash' })
     const db = await this.openBounded<CatalogLike<Piece>>(record.pieces, { Database }, signal)
     let markSynced = (): void => {}
     const replica: Replica = {

@@ -55,3 +55,6 @@ export const PIECES_DB = 'pieces'
 export const USER_DB = 'user'
 export const COMPANIONS_DB = 'companions'
 export const COUNTERS_DB = 'counters'
+
+/** Piece fields the catalog indexes for exact-match lookups (`getByInstrument`, `queryCatalog({ instrument })`). */
+export const CATALOG_INDEX_FIELDS: readonly string[] = ['instrument']

@@ -23,7 +23,7 @@ import {
 import {
   DEFAULT_DIRECTORY, DEFAULT_LISTEN, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_INSTRUMENT,
-  DEFAULT_MAX_RECONNECT_BACKOFF, ANNOUNCE_ATTEMPTS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB
+  DEFAULT_MAX_RECONNECT_BACKOFF, ANNOUNCE_ATTEMPTS, CATALOG_INDEX_FIELDS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB
 } from './constants.ts'
 import type { OrbitDB, KeyValueDatabase } from './orbitdb-types.ts'
 import type {
@@ -223,7 +223,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const { orbitdb, libp2p } = stack
     const peerId = this.lastPeerId = libp2p.peerId.toString()
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
-    const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: ['instrument'], memory: o.storage === 'memory' })
+    const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: [...CATALOG_INDEX_FIELDS], memory: o.storage === 'memory' })
 
     const [pieces, user, companions, counters] = await Promise.all([
       stack.open<CatalogDatabase<Piece>>(PIECES_DB, { type: CATALOG_TYPE, Database: catalog(), AccessController: ownOnly() }),
@@ -328,12 +328,15 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     assertHash(hash)
     assertInstrument(instrument)
     assertExtra(extra)
-    const pieces = this.pieces
     const piece: Piece = { ...(extra ?? {}), hash, instrument }
-    const existing = await pieces.get(hash)
-    if (existing != null && JSON.stringify(existing.value) === JSON.stringify(piece)) return existing.value
-    await pieces.put(piece)
+    if (await this.needsWrite(piece)) await this.pieces.put(piece)
     return piece
+  }
+
+  /** False when the catalog already holds exactly this piece (adding it again writes nothing). */
+  private async needsWrite (piece: Piece): Promise<boolean> {
+    const existing = await this.pieces.get(piece.hash)
+    return existing == null || JSON.stringify(existing.value) !== JSON.stringify(piece)
   }
 
   /**
@@ -356,15 +359,13 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       }
       return { ...extra, hash, instrument } as Piece
     })
-    const db = this.pieces
     // the last occurrence of a hash wins, as if added one by one
     const latest = new Map(prepared.map(p => [p.hash, p]))
     const changed: Piece[] = []
     for (const piece of latest.values()) {
-      const existing = await db.get(piece.hash)
-      if (existing == null || JSON.stringify(existing.value) !== JSON.stringify(piece)) changed.push(piece)
+      if (await this.needsWrite(piece)) changed.push(piece)
     }
-    if (changed.length > 0) await db.batch({ put: changed })
+    if (changed.length > 0) await this.pieces.batch({ put: changed })
     return prepared.map(p => latest.get(p.hash)!)
   }
 

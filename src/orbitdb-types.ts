@@ -157,4 +157,6 @@ export interface CatalogLike<T = Record<string, unknown>> extends OrbitDBDatabas
   all(): Promise<Array<{ key: string, value: T }>>
   /** Only on `npp-catalog`: exact-match lookup on an indexed field. */
   getBy?(field: string, value: unknown): Promise<T[]>
+  /** Only on `npp-catalog`: the fields `getBy` accepts. */
+  indexFields?: readonly string[]
 }

@@ -41,13 +41,10 @@ function deepEqual (a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
-/** Fields answered from the catalog's secondary index when an object filter names them. */
-const INDEXED_FIELDS = ['instrument']
-
 /** Use the index when the filter pins an indexed field (reading only its matches), else scan. */
 async function runQuery (db: CatalogLike<Piece>, filter: PieceFilter | undefined, predicate: (piece: Piece) => boolean): Promise<Piece[]> {
-  if (filter != null && typeof filter === 'object' && db.getBy != null) {
-    const field = INDEXED_FIELDS.find(f => typeof (filter as Record<string, unknown>)[f] === 'string')
+  if (filter != null && typeof filter === 'object' && db.getBy != null && db.indexFields != null) {
+    const field = db.indexFields.find(f => (filter as Record<string, unknown>)[f] !== undefined)
     if (field != null) {
       const candidates = await db.getBy(field, (filter as Record<string, unknown>)[field])
       return candidates.filter(predicate)

@@ -7,13 +7,13 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 
-async function run (args: string[], input?: string, env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, ['--conditions=npp-source', '--import', guard, ...args], { cwd: root, env: { ...process.env, ...env } })
+async function run (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, ['--conditions=npp-source', '--import', guard, ...args], { cwd: root })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', d => { stdout += String(d) })
   child.stderr.on('data', d => { stderr += String(d) })
-  if (input != null) child.stdin.end(input)
+  child.stdin.end()
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
   const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
   clearTimeout(timer)
