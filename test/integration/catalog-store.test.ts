@@ -4,7 +4,12 @@ import { join } from 'node:path'
 import { Documents, IPFSAccessController, LevelStorage, useDatabaseType } from '@orbitdb/core'
 import { createStack, type Stack } from '../../src/stack.ts'
 import { Catalog, CATALOG_TYPE } from '../../src/catalog-store.ts'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { LOOPBACK, tempDir, dbCondition } from '../helpers/peers.ts'
+
+const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
+const writer = fileURLToPath(new URL('../fixtures/catalog-writer.ts', import.meta.url))
 
 useDatabaseType(Catalog)
 
@@ -143,19 +148,60 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
 
     s = await stack(join(dir, 'n'))
     db = await s.open<any>(address, { Database: Catalog() })
+    assert.equal(db.indexSource, 'disk', 'the index was loaded, not rebuilt')
     assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), before, 'loaded from the persisted index')
     assert.equal((await db.get('Qm8'))?.value.edited, true)
     await db.close()
 
     // an unclean stop: the log moved on but the index did not (stale heads marker, missing pages)
     const indexPath = join(dir, 'n', 'orbitdb', address, '_catalog')
-    const index = await LevelStorage({ path: indexPath })
-    await index.put('meta', JSON.stringify({ v: 1, heads: ['stale'] }))
-    await index.del('d/Qm8')
+    const index = await LevelStorage({ path: indexPath, valueEncoding: 'utf8' })
+    const meta = JSON.parse(await index.get('meta'))
+    await index.put('meta', JSON.stringify({ ...meta, heads: ['stale'] }))
+    await index.del('c/0')
     await index.close()
     db = await s.open<any>(address, { Database: Catalog() })
+    assert.equal(db.indexSource, 'log', 'an index that does not match the log is rebuilt')
     assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), before, 'rebuilt from the log')
     assert.equal(await db.get('Qm7'), undefined)
     assert.equal((await db.getBy('instrument', 'Harp')).some((d: any) => d.hash === 'Qm8'), true)
+    // changes after the snapshot are kept as they happen, and survive an unclean stop of the index
+    await db.put({ hash: 'Qm9', instrument: 'Oud' })
+    await db.del('Qm10')
+    const later = sorted((await db.all()).map((d: any) => d.value))
+    await db.close()
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.equal(db.indexSource, 'disk')
+    assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), later)
+    assert.deepEqual(await db.getBy('instrument', 'Oud'), [{ hash: 'Qm9', instrument: 'Oud' }])
+  })
+
+  it('keeps changes made after the snapshot when the process is killed', async () => {
+    const dir = await tempDir()
+    let s = await stack(join(dir, 'k'))
+    let db = await s.open<any>('killed', { type: CATALOG_TYPE, Database: Catalog() })
+    const address = db.address
+    await db.batch({ put: Array.from({ length: 50 }, (_, i) => ({ hash: `Qm${i}`, instrument: 'Piano' })) })
+    await s.close() // clean: a snapshot
+    stacks.splice(stacks.indexOf(s), 1)
+
+    // a writer process changes the catalog and is killed without closing anything
+    const child = spawn(process.execPath, ['--conditions=npp-source', '--import', guard, writer, join(dir, 'k'), address], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = new Promise(resolve => child.on('exit', resolve))
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d) => { if (String(d).includes('written')) resolve() })
+      child.on('exit', () => { reject(new Error('writer exited early')) })
+    })
+    child.kill('SIGKILL')
+    await exited
+
+    s = await stack(join(dir, 'k'))
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.equal(db.indexSource, 'disk', 'snapshot plus change pages, no rebuild')
+    assert.deepEqual((await db.get('Qm0'))?.value, { hash: 'Qm0', instrument: 'Tuba' })
+    assert.equal(await db.get('Qm1'), undefined)
+    assert.equal(await db.count(), 49)
+    assert.deepEqual(await db.getBy('instrument', 'Tuba'), [{ hash: 'Qm0', instrument: 'Tuba' }])
+    assert.equal((await db.getBy('instrument', 'Piano')).length, 48)
   })
 })
