@@ -28,7 +28,7 @@ if (args[0] === '--open-child') {
   const db: any = await stack.open(address!, { Database: Catalog() })
   const found = await db.get(hash)
   const t1 = performance.now()
-  process.stdout.write(JSON.stringify({ openMs: t1 - tStack, stackMs: tStack - t0, found: found != null, count: await db.count(), maxRssMb: process.resourceUsage().maxRSS / 1024 }) + '\n')
+  process.stdout.write(JSON.stringify({ openMs: t1 - tStack, stackMs: tStack - t0, found: found != null, count: await db.count(), source: db.indexSource, maxRssMb: process.resourceUsage().maxRSS / 1024 }) + '\n')
   await stack.close()
   process.exit(0)
 }
@@ -158,6 +158,7 @@ console.log(`new-piece-please benchmark (${FULL ? 'full' : 'quick'}) on ${cpus()
     results.push(JSON.parse(out))
   }
   if (!results.every(r => r.found && r.count === sizes.lookupN)) throw new Error('open-from-disk child did not find the catalog')
+  console.log(`(open from disk: index loaded from ${[...new Set(results.map(r => r.source))].join(', ')})`)
   record(`open a ${sizes.lookupN.toLocaleString('en')}-piece catalog from disk (db open)`, undefined, median(results.map(r => r.openMs)), 'under 1 s')
   record('  peak RSS of that process', undefined, median(results.map(r => r.maxRssMb)), 'under 300 MB', (mb) => `${mb.toFixed(0)} MB`)
   await rm(dir, { recursive: true, force: true })

@@ -416,8 +416,16 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
   }
 
   const close = async (): Promise<void> => {
-    await db.close()
+    // a clean stop leaves one compact snapshot, so the next open reads a few
+    // values: stop receiving, let indexing settle, snapshot, then close the log
+    await db.sync.stop()
     await ready.catch(() => {})
+    try {
+      await writeSnapshot(await logHeads())
+    } catch (err: any) {
+      log.error('could not write the index snapshot of %s: %s', init.address, err?.message ?? err)
+    }
+    await db.close()
     await storage.close()
   }
 

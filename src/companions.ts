@@ -142,18 +142,24 @@ export class Companions {
       throw new InvalidRemoteDataError(`already ${MAX_COMPANIONS} companions`)
     }
 
+    const t0 = Date.now()
+    const mark = (step: string): void => { log.trace('verifying %s: %s after %d ms', from, step, Date.now() - t0) }
     const manifest = await readManifest(this.init.helia, userDb, signal)
+    mark('user db manifest')
     if (manifest.type !== 'keyvalue') throw new InvalidRemoteDataError(`user db ${userDb} is a "${manifest.type}" database, expected "keyvalue"`)
     if (!manifest.accessController.startsWith('/ipfs/')) throw new InvalidRemoteDataError(`user db ${userDb} uses access controller ${manifest.accessController}, expected an IPFS (fixed writers) one`)
 
     const user = await this.openBounded<KeyValueDatabase>(userDb, { Database: KeyValue() }, signal)
+    mark('user db open')
     let record: CompanionRecord
     try {
       const fields = await waitForKeys(user, ['nodeId', 'pieces'], signal)
+      mark('user db replicated')
       const { nodeId, pieces } = fields
       if (nodeId !== from) throw new InvalidRemoteDataError(`user db ${userDb} names node ${String(nodeId)}, but ${from} sent it`)
       if (!isOrbitDBAddress(pieces)) throw new InvalidRemoteDataError(`user db ${userDb} has no valid pieces address`)
       const piecesManifest = await readManifest(this.init.helia, pieces, signal)
+      mark('catalog manifest')
       if (piecesManifest.type !== CATALOG_TYPE && piecesManifest.type !== 'documents') throw new InvalidRemoteDataError(`pieces db ${pieces} is a "${piecesManifest.type}" database, expected "${CATALOG_TYPE}" or "documents"`)
       const username = await user.get('username')
       record = {
@@ -164,6 +170,7 @@ export class Companions {
         lastSeen: Date.now()
       }
       const replica = await this.openReplica(userDb, record, signal, piecesManifest.type)
+      mark('catalog open')
       if (!sameWriters(replica.db.access.write, user.access.write)) {
         await this.closeReplica(userDb)
         throw new InvalidRemoteDataError(`pieces db ${pieces} is not written by the owner of ${userDb}`)
