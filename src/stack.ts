@@ -25,6 +25,18 @@ import type { NppHelia, NppLibp2p } from './types.ts'
 const log = logger('stack')
 const dbLog = logger('sync')
 
+/**
+ * OrbitDB fetches a database's blocks one round trip at a time (manifest,
+ * access controller, identity, then entries along their links), so bitswap's
+ * batching delays add up: send wants and blocks at once, and answer a
+ * want-have for any block up to 1 MiB with the block itself.
+ */
+export const BITSWAP_OPTIONS = {
+  sendWantlistDebounce: 0,
+  sendBlocksDebounce: 0,
+  maxSizeReplaceHasWithBlock: 1024 * 1024
+}
+
 export interface StackInit {
   storage: 'persistent' | 'memory'
   directory: string
@@ -165,7 +177,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     connectionGater: platform.connectionGater(),
     peerDiscovery: init.pubsubDiscovery ? [pubsubPeerDiscovery()] : [],
     services
-  } as any)) as unknown as NppHelia
+  } as any), BITSWAP_OPTIONS) as unknown as NppHelia
 
   await helia.start()
   closers.push(async () => { await helia.stop() })
