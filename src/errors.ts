@@ -90,3 +90,13 @@ export function describe (value: unknown): string {
     }
   }
 }
+
+/** The relay's configuration (file, key file, options) could not be used. */
+export class RelayConfigError extends NewPiecePleaseError {
+  override name = 'RelayConfigError'
+}
+
+/** The relay could not start (for example, a port in use). */
+export class RelayStartError extends NewPiecePleaseError {
+  override name = 'RelayStartError'
+}

@@ -9,6 +9,7 @@ import { Catalog, CATALOG_TYPE, type CatalogDatabase } from './catalog-store.ts'
 import { fromString as uint8ArrayFromString } from 'uint8arrays'
 import { createStack, type Stack } from './stack.ts'
 import { Discovery } from './discovery.ts'
+import { AutoDial } from './auto-dial.ts'
 import { Companions } from './companions.ts'
 import { queryCatalogs, type QuerySourceInput } from './query.ts'
 import { Counters, type CountersDatabase } from './counters.ts'
@@ -123,6 +124,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   } | undefined
 
   private discovery: Discovery | undefined
+  private autoDial: AutoDial | undefined
   private companionsService: Companions | undefined
 
   /** Prefer `createNewPiecePlease(init)`, which also starts the instance. */
@@ -267,6 +269,10 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.discovery.start()
     await this.companionsService.start()
+    if (o.pubsubDiscovery) {
+      this.autoDial = new AutoDial(libp2p, o.dialTimeout)
+      this.autoDial.start()
+    }
 
     for (const addr of o.bootstrap) {
       const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
@@ -281,6 +287,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const libp2p = this.stack?.libp2p
     libp2p?.removeEventListener('peer:connect', this.onPeerConnect)
     libp2p?.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    this.autoDial?.stop()
+    this.autoDial = undefined
     await this.discovery?.stop()
     await this.companionsService?.stop()
     this.discovery = undefined

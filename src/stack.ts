@@ -9,7 +9,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { gossipsub } from '@libp2p/gossipsub'
-import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
+import { pubsubPeerDiscovery, TOPIC as DISCOVERY_TOPIC } from '@libp2p/pubsub-peer-discovery'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelBlockstore } from 'blockstore-level'
@@ -135,6 +135,38 @@ async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
   }
 }
 
+/**
+ * `@libp2p/pubsub-peer-discovery` announces at start and then every 10 s, so
+ * a peer that reaches its hub later would wait up to 10 s to be heard. Keep
+ * the instance and announce as soon as a peer (the hub) subscribes to the
+ * discovery topic.
+ */
+function announceOnHub (): { factory: (components: any) => any, onSubscriptionChange: (evt: CustomEvent<any>) => void, onGraft: (evt: CustomEvent<any>) => void } {
+  let instance: any
+  const announce = (): void => {
+    if (typeof instance?._broadcast !== 'function') return
+    try {
+      instance._broadcast()
+    } catch (err: any) {
+      log('discovery announcement failed: %s', err?.message ?? err)
+    }
+  }
+  return {
+    factory: (components: any) => {
+      instance = pubsubPeerDiscovery()(components)
+      return instance
+    },
+    // the hub's subscription is known (our stream to it may still be opening)...
+    onSubscriptionChange: (evt: CustomEvent<any>) => {
+      if (evt.detail?.subscriptions?.some((s: any) => s.topic === DISCOVERY_TOPIC && s.subscribe === true)) announce()
+    },
+    // ...and once the hub is in our mesh for the topic, the stream surely is
+    onGraft: (evt: CustomEvent<any>) => {
+      if (evt.detail?.topic === DISCOVERY_TOPIC) announce()
+    }
+  }
+}
+
 async function createHelia (init: StackInit, closers: Array<() => Promise<void>>): Promise<NppHelia> {
   let blockstore, datastore
   if (init.storage === 'memory') {
@@ -161,6 +193,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     ...platform.extraServices()
   }
 
+  const discovery = announceOnHub()
   const light = createHeliaLight({
     blockstore,
     datastore,
@@ -175,12 +208,21 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: platform.connectionGater(),
-    peerDiscovery: init.pubsubDiscovery ? [pubsubPeerDiscovery()] : [],
+    peerDiscovery: init.pubsubDiscovery ? [discovery.factory] : [],
     services
   } as any), BITSWAP_OPTIONS) as unknown as NppHelia
 
   await helia.start()
   closers.push(async () => { await helia.stop() })
+  if (init.pubsubDiscovery) {
+    const pubsub = (helia.libp2p as NppLibp2p).services.pubsub
+    pubsub.addEventListener('subscription-change', discovery.onSubscriptionChange)
+    pubsub.addEventListener('gossipsub:graft', discovery.onGraft)
+    closers.push(async () => {
+      pubsub.removeEventListener('subscription-change', discovery.onSubscriptionChange)
+      pubsub.removeEventListener('gossipsub:graft', discovery.onGraft)
+    })
+  }
   log('helia started as %s (%s storage)', helia.libp2p.peerId.toString(), init.storage)
   return helia
 }

@@ -1,0 +1,225 @@
+/**
+ * The relay: a small Node service that browsers dial. libp2p with
+ * WebSockets (browsers) and TCP (Node peers), a circuit relay v2 server for
+ * WebRTC signalling, identify, gossipsub, and the pubsub peer-discovery topic
+ * (it runs discovery itself, or browsers would never hear of each other).
+ * Its private key persists in a file, so its multiaddrs are stable. A small
+ * HTTP API answers `GET /config`, `GET /peers` and `GET /health`.
+ */
+import { createServer, type Server } from 'node:http'
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { gossipsub } from '@libp2p/gossipsub'
+import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { pubsubPeerDiscovery, TOPIC } from '@libp2p/pubsub-peer-discovery'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { RelayConfigError, RelayStartError, describe } from '../errors.ts'
+import { logger } from '../logger.ts'
+
+const log = logger('relay')
+
+/** Defaults, named so the README and the code agree. */
+export const DEFAULT_RELAY_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/tcp/0']
+export const DEFAULT_RELAY_HTTP_HOST = '127.0.0.1'
+export const DEFAULT_RELAY_HTTP_PORT = 0
+export const DEFAULT_TRUSTED_REDIAL_INTERVAL = 10_000
+
+export interface RelayInit {
+  /** libp2p listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/tcp/0'] */
+  listen?: string[]
+  /** Extra multiaddrs to announce (a public address behind NAT). @default [] */
+  announce?: string[]
+  /** Host of the HTTP API. @default '127.0.0.1' */
+  httpHost?: string
+  /** Port of the HTTP API (0 picks a free one). @default 0 */
+  httpPort?: number
+  /** File holding the relay's private key; created when missing. Without it the key is new at every start. */
+  keyFile?: string
+  /** Multiaddrs (with `/p2p/<id>`) of peers the relay keeps dialing and hands to browsers. @default [] */
+  trusted?: string[]
+  /** How often trusted peers that are not connected are redialed (ms). @default 10000 */
+  trustedRedialInterval?: number
+}
+
+export interface RelayConfig {
+  peerId: string
+  /** All the relay's multiaddrs (with `/p2p/<id>`). */
+  multiaddrs: string[]
+  /** The WebSocket ones, for browsers. */
+  websocket: string[]
+  /** The pubsub peer-discovery topic the relay runs. */
+  discoveryTopic: string
+  /** Trusted peers' multiaddrs. */
+  trusted: string[]
+}
+
+export interface Relay {
+  readonly peerId: string
+  readonly libp2p: Libp2p
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:9090`. */
+  readonly httpUrl: string
+  config(): RelayConfig
+  stop(): Promise<void>
+}
+
+async function loadKey (keyFile: string | undefined): Promise<PrivateKey> {
+  if (keyFile == null) return await generateKeyPair('Ed25519')
+  let bytes: Buffer
+  try {
+    bytes = await readFile(keyFile)
+  } catch (err: any) {
+    if (err?.code !== 'ENOENT') throw new RelayConfigError(`cannot read key file ${keyFile}: ${err?.message ?? err}`)
+    const key = await generateKeyPair('Ed25519')
+    try {
+      await mkdir(dirname(keyFile), { recursive: true })
+      await writeFile(keyFile, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
+    } catch (err: any) {
+      throw new RelayConfigError(`cannot write key file ${keyFile}: ${err?.message ?? err}`)
+    }
+    log('created a new key in %s', keyFile)
+    return key
+  }
+  try {
+    return privateKeyFromProtobuf(new Uint8Array(bytes))
+  } catch (err: any) {
+    throw new RelayConfigError(`key file ${keyFile} does not hold a libp2p private key: ${err?.message ?? err}`)
+  }
+}
+
+function checkAddrs (name: string, value: unknown): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new RelayConfigError(`expected ${name} to be an array of multiaddr strings, got ${describe(value)}`)
+  for (const v of value) {
+    try {
+      multiaddr(v)
+    } catch {
+      throw new RelayConfigError(`${name}: ${describe(v)} is not a multiaddr`)
+    }
+  }
+  return value
+}
+
+async function listenHttp (server: Server, host: string, port: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const onError = (err: any): void => {
+      reject(err?.code === 'EADDRINUSE'
+        ? new RelayStartError(`HTTP port ${port} on ${host} is already in use`)
+        : new RelayStartError(`cannot listen for HTTP on ${host}:${port}: ${err?.message ?? err}`))
+    }
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      const address = server.address()
+      resolve(typeof address === 'object' && address != null ? address.port : port)
+    })
+  })
+}
+
+export async function createRelay (init: RelayInit = {}): Promise<Relay> {
+  const listen = init.listen === undefined ? [...DEFAULT_RELAY_LISTEN] : checkAddrs('listen', init.listen)
+  const announce = checkAddrs('announce', init.announce)
+  const trusted = checkAddrs('trusted', init.trusted)
+  const httpHost = init.httpHost ?? DEFAULT_RELAY_HTTP_HOST
+  const httpPort = init.httpPort ?? DEFAULT_RELAY_HTTP_PORT
+  if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new RelayConfigError(`expected httpPort to be a port number, got ${describe(httpPort)}`)
+  const privateKey = await loadKey(init.keyFile)
+
+  let libp2p: Libp2p
+  try {
+    libp2p = await createLibp2p({
+      privateKey,
+      addresses: { listen, announce },
+      transports: [webSockets(), tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      peerDiscovery: [pubsubPeerDiscovery()],
+      services: {
+        identify: identify(),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
+        relay: circuitRelayServer()
+      }
+    })
+  } catch (err: any) {
+    throw new RelayStartError(`libp2p could not start: ${err?.message ?? err}`)
+  }
+  // relay discovery messages between peers even though nobody here reads them
+  ;(libp2p.services as any).pubsub.subscribe(TOPIC)
+
+  const config = (): RelayConfig => {
+    const multiaddrs = libp2p.getMultiaddrs().map(String)
+    return {
+      peerId: libp2p.peerId.toString(),
+      multiaddrs,
+      websocket: multiaddrs.filter(m => m.includes('/ws')),
+      discoveryTopic: TOPIC,
+      trusted
+    }
+  }
+
+  const started = Date.now()
+  const server = createServer((req, res) => {
+    const send = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'cache-control': 'no-store' })
+      res.end(JSON.stringify(body))
+    }
+    if (req.method !== 'GET') { send(405, { error: 'only GET' }); return }
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/config') { send(200, config()); return }
+    if (path === '/peers') {
+      send(200, libp2p.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), direction: c.direction })))
+      return
+    }
+    if (path === '/health') { send(200, { status: 'ok', peerId: libp2p.peerId.toString(), connections: libp2p.getConnections().length, uptimeMs: Date.now() - started }); return }
+    send(404, { error: `no ${path}; try /config, /peers or /health` })
+  })
+  let port: number
+  try {
+    port = await listenHttp(server, httpHost, httpPort)
+  } catch (err) {
+    await libp2p.stop()
+    throw err
+  }
+
+  // keep trusted peers connected
+  const dialTrusted = async (): Promise<void> => {
+    await Promise.all(trusted.map(async addr => {
+      const ma = multiaddr(addr)
+      const id = ma.getComponents().find(c => c.name === 'p2p')?.value
+      if (id != null && libp2p.getPeers().some(p => p.toString() === id)) return
+      try {
+        await libp2p.dial(ma, { signal: AbortSignal.timeout(10_000) })
+      } catch (err: any) {
+        log('trusted peer %s not reachable: %s', addr, err?.message ?? err)
+      }
+    }))
+  }
+  void dialTrusted()
+  const timer = trusted.length > 0 ? setInterval(() => { void dialTrusted() }, init.trustedRedialInterval ?? DEFAULT_TRUSTED_REDIAL_INTERVAL) : undefined
+
+  let stopping: Promise<void> | undefined
+  const host = httpHost.includes(':') ? `[${httpHost}]` : httpHost
+  log('relay %s on %s, HTTP on %s:%d', libp2p.peerId.toString(), config().multiaddrs.join(' '), host, port)
+  return {
+    peerId: libp2p.peerId.toString(),
+    libp2p,
+    httpUrl: `http://${host}:${port}`,
+    config,
+    async stop () {
+      stopping ??= (async () => {
+        clearInterval(timer)
+        server.closeAllConnections()
+        await new Promise<void>(resolve => server.close(() => { resolve() }))
+        await libp2p.stop()
+      })()
+      await stopping
+    }
+  }
+}

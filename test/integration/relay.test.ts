@@ -1,0 +1,116 @@
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { createRelay, type Relay } from '../../src/relay/relay.ts'
+import { RelayConfigError, RelayStartError } from '../../src/index.ts'
+import { peer, tempDir, nextEvent } from '../helpers/peers.ts'
+
+const cli = fileURLToPath(new URL('../../src/relay/cli.ts', import.meta.url))
+const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
+
+describe('the relay', () => {
+  const relays: Relay[] = []
+  after(async () => { for (const r of relays) await r.stop() })
+  const relay = async (init: Parameters<typeof createRelay>[0] = {}): Promise<Relay> => {
+    const r = await createRelay(init)
+    relays.push(r)
+    return r
+  }
+  const getJson = async (url: string): Promise<any> => {
+    const res = await fetch(url)
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('access-control-allow-origin'), '*')
+    return await res.json()
+  }
+
+  it('serves /health, /config and /peers', async () => {
+    const r = await relay()
+    const health = await getJson(`${r.httpUrl}/health`)
+    assert.equal(health.status, 'ok')
+    assert.equal(health.peerId, r.peerId)
+    const config = await getJson(`${r.httpUrl}/config`)
+    assert.equal(config.peerId, r.peerId)
+    assert.ok(config.websocket.length > 0 && config.websocket.every((m: string) => m.startsWith('/ip4/127.0.0.1/tcp/') && m.includes('/ws/p2p/')))
+    assert.ok(config.multiaddrs.some((m: string) => !m.includes('/ws')), 'a TCP address for Node peers')
+    assert.equal(config.discoveryTopic, '_peer-discovery._p2p._pubsub')
+    assert.deepEqual(await getJson(`${r.httpUrl}/peers`), [])
+    const npp = await peer({ bootstrap: [config.multiaddrs.find((m: string) => !m.includes('/ws'))] })
+    if (!npp.getIpfsPeers().includes(r.peerId)) await nextEvent(npp, 'peer:connect', p => p.peerId === r.peerId)
+    const peers = await getJson(`${r.httpUrl}/peers`)
+    assert.deepEqual(peers.map((p: any) => p.peerId), [npp.peerId])
+    assert.equal((await fetch(`${r.httpUrl}/nope`)).status, 404)
+  })
+
+  it('keeps its peer id in its key file, and says clearly what is wrong with a bad one or a busy port', async () => {
+    const dir = await tempDir()
+    const keyFile = join(dir, 'keys', 'relay.key')
+    const first = await relay({ keyFile })
+    const id = first.peerId
+    await first.stop()
+    const second = await relay({ keyFile })
+    assert.equal(second.peerId, id)
+
+    const bad = join(dir, 'bad.key')
+    await writeFile(bad, 'not a key')
+    await assert.rejects(createRelay({ keyFile: bad }), RelayConfigError)
+    await assert.rejects(createRelay({ listen: ['nonsense'] }), RelayConfigError)
+    await assert.rejects(createRelay({ httpPort: 70000 }), RelayConfigError)
+
+    const busy = createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as any).port
+    try {
+      await assert.rejects(createRelay({ httpPort: port }), (err: any) => err instanceof RelayStartError && err.message.includes(String(port)))
+    } finally {
+      busy.close()
+    }
+  })
+
+  it('lets peers that only know the relay find each other and become companions', async () => {
+    const r = await relay()
+    const tcpAddr = r.config().multiaddrs.find(m => !m.includes('/ws'))!
+    const [a, b] = await Promise.all([
+      peer({ pubsubDiscovery: true, bootstrap: [tcpAddr] }),
+      peer({ pubsubDiscovery: true, bootstrap: [tcpAddr] })
+    ])
+    await Promise.all([
+      nextEvent(a, 'db:discovered', c => c.nodeId === b.peerId, 20_000),
+      nextEvent(b, 'db:discovered', c => c.nodeId === a.peerId, 20_000)
+    ])
+    assert.ok(a.getIpfsPeers().includes(b.peerId), 'a direct connection')
+  })
+
+  it('runs from the command line, and stops on SIGTERM', async () => {
+    const dir = await tempDir()
+    const child = spawn(process.execPath, ['--import', guard, cli, 'relay', '--http-port', '0', '--key-file', join(dir, 'k')], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', d => { out += String(d) })
+    const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', () => { if (out.includes('HTTP API')) resolve() })
+      child.on('exit', () => { reject(new Error(`relay exited: ${out}`)) })
+    })
+    const url = /HTTP API: (\S+)\/config/.exec(out)?.[1]
+    const health = await (await fetch(`${url}/health`)).json()
+    assert.equal(health.status, 'ok')
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+    assert.match(out, /SIGTERM: stopping/)
+  })
+
+  it('exits with a clear message for a bad config file', async () => {
+    const dir = await tempDir()
+    const config = join(dir, 'relay.json')
+    await writeFile(config, JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], colour: 'blue' }))
+    const child = spawn(process.execPath, ['--import', guard, cli, '--config', config, '--http-port', '0', '--key-file', join(dir, 'k')], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', d => { err += String(d) })
+    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+    assert.equal(code, 2)
+    assert.match(err, /RelayConfigError: .*unknown key\(s\) colour/)
+  })
+})
