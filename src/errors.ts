@@ -100,3 +100,8 @@ export class RelayConfigError extends NewPiecePleaseError {
 export class RelayStartError extends NewPiecePleaseError {
   override name = 'RelayStartError'
 }
+
+/** The relay given as `init.relay` could not be reached, or its /config was not usable. */
+export class RelayUnavailableError extends NewPiecePleaseError {
+  override name = 'RelayUnavailableError'
+}

@@ -10,6 +10,7 @@ import { fromString as uint8ArrayFromString } from 'uint8arrays'
 import { createStack, type Stack } from './stack.ts'
 import { Discovery } from './discovery.ts'
 import { AutoDial } from './auto-dial.ts'
+import { checkRelayOption, resolveRelay } from './relay-config.ts'
 import { Companions } from './companions.ts'
 import { queryCatalogs, type QuerySourceInput } from './query.ts'
 import { Counters, type CountersDatabase } from './counters.ts'
@@ -74,6 +75,7 @@ interface Options {
   dialTimeout: number
   username?: string
   pubsubDiscovery: boolean
+  relay?: string
 }
 
 function resolveOptions (init: NewPiecePleaseInit): Options {
@@ -94,7 +96,8 @@ function resolveOptions (init: NewPiecePleaseInit): Options {
     discoveryTimeout: positiveInteger('discoveryTimeout', init.discoveryTimeout, DEFAULT_DISCOVERY_TIMEOUT),
     dialTimeout: positiveInteger('dialTimeout', init.dialTimeout, DEFAULT_DIAL_TIMEOUT),
     username: init.username,
-    pubsubDiscovery: init.pubsubDiscovery ?? false
+    pubsubDiscovery: init.pubsubDiscovery ?? init.relay !== undefined,
+    relay: checkRelayOption(init.relay)
   }
 }
 
@@ -214,6 +217,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private async doStart (): Promise<void> {
     const t0 = Date.now()
     const o = this.options
+    const relayAddrs = o.relay == null ? [] : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: typeof window !== 'undefined' })
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
@@ -274,7 +278,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       this.autoDial.start()
     }
 
-    for (const addr of o.bootstrap) {
+    for (const addr of [...relayAddrs, ...o.bootstrap]) {
       const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
       libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
         .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })

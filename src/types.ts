@@ -114,6 +114,15 @@ export interface NewPiecePleaseInit {
    */
   pubsubDiscovery?: boolean
   /**
+   * The relay to meet other peers through: its multiaddr, or the HTTP URL of
+   * its `/config` endpoint (fetched at start, bounded by `dialTimeout`; a
+   * failure rejects with `RelayUnavailableError`). Dialed at start; turns
+   * `pubsubDiscovery` on unless it is set to `false`.
+   *
+   * @default none
+   */
+  relay?: string
+  /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.
    */

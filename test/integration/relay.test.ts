@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
-import { RelayConfigError, RelayStartError } from '../../src/index.ts'
+import { RelayConfigError, RelayStartError, RelayUnavailableError, InvalidOptionError } from '../../src/index.ts'
 import { peer, tempDir, nextEvent } from '../helpers/peers.ts'
 
 const cli = fileURLToPath(new URL('../../src/relay/cli.ts', import.meta.url))
@@ -82,6 +82,26 @@ describe('the relay', () => {
       nextEvent(b, 'db:discovered', c => c.nodeId === a.peerId, 20_000)
     ])
     assert.ok(a.getIpfsPeers().includes(b.peerId), 'a direct connection')
+  })
+
+  it('init.relay takes the relay\'s /config URL (or a multiaddr), and fails clearly when it is unreachable', async () => {
+    const r = await relay()
+    const [a, b] = await Promise.all([
+      peer({ relay: `${r.httpUrl}/config` }),
+      peer({ relay: r.config().multiaddrs.find(m => !m.includes('/ws'))! })
+    ])
+    await Promise.all([
+      nextEvent(a, 'db:discovered', c => c.nodeId === b.peerId, 20_000),
+      nextEvent(b, 'db:discovered', c => c.nodeId === a.peerId, 20_000)
+    ])
+    // a port that nobody listens on (just freed), and a server that is not a relay
+    const free = createServer()
+    await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
+    const port = (free.address() as any).port
+    await new Promise(resolve => free.close(resolve))
+    await assert.rejects(peer({ relay: `http://127.0.0.1:${port}/config` }), RelayUnavailableError)
+    await assert.rejects(peer({ relay: `${r.httpUrl}/health` }), (err: any) => err instanceof RelayUnavailableError && /multiaddr/.test(err.message))
+    await assert.rejects(peer({ relay: 'not a relay' }), InvalidOptionError)
   })
 
   it('runs from the command line, and stops on SIGTERM', async () => {
