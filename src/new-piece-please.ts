@@ -10,6 +10,7 @@ import { fromString as uint8ArrayFromString } from 'uint8arrays'
 import { createStack, type Stack } from './stack.ts'
 import { Discovery } from './discovery.ts'
 import { AutoDial } from './auto-dial.ts'
+import { platform } from './platform/node.ts'
 import { checkRelayOption, resolveRelay } from './relay-config.ts'
 import { Companions } from './companions.ts'
 import { queryCatalogs, type QuerySourceInput } from './query.ts'
@@ -23,7 +24,7 @@ import {
   assertMessageObject, parseMultiaddr, parsePeerId, positiveInteger, stringList, READ_ONLY_PROFILE_KEYS
 } from './validate.ts'
 import {
-  DEFAULT_DIRECTORY, DEFAULT_LISTEN, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
+  DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_INSTRUMENT,
   DEFAULT_MAX_RECONNECT_BACKOFF, ANNOUNCE_ATTEMPTS, CATALOG_INDEX_FIELDS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB
 } from './constants.ts'
@@ -89,7 +90,7 @@ function resolveOptions (init: NewPiecePleaseInit): Options {
   return {
     directory: init.directory ?? DEFAULT_DIRECTORY,
     storage,
-    listen: stringList('listen', init.listen, DEFAULT_LISTEN),
+    listen: stringList('listen', init.listen, platform.defaultListen),
     bootstrap: stringList('bootstrap', init.bootstrap, []),
     reconnectInterval: positiveInteger('reconnectInterval', init.reconnectInterval, DEFAULT_RECONNECT_INTERVAL),
     queryTimeout: positiveInteger('queryTimeout', init.queryTimeout, DEFAULT_QUERY_TIMEOUT),
@@ -217,7 +218,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private async doStart (): Promise<void> {
     const t0 = Date.now()
     const o = this.options
-    const relayAddrs = o.relay == null ? [] : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: typeof window !== 'undefined' })
+    const relayAddrs = o.relay == null ? [] : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: platform.name === 'browser' })
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,

@@ -5,9 +5,11 @@
  */
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
+import { DEFAULT_LISTEN } from '../constants.ts'
 
 export const platform: PlatformDefaults = {
   name: 'node',
+  defaultListen: DEFAULT_LISTEN,
   transports: () => [tcp()],
   connectionGater: () => undefined,
   extraServices: () => ({})

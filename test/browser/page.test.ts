@@ -1,0 +1,78 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import type { Browser, Page } from 'playwright-core'
+import { createRelay, type Relay } from '../../src/relay/relay.ts'
+import { tempDir } from '../helpers/peers.ts'
+import { buildDemo, serve, launch } from '../helpers/browser.ts'
+
+/** The library in real headless Chromium: the demo page against a relay on loopback. */
+describe('in Chromium', () => {
+  let browser: Browser
+  let relay: Relay
+  let site: { url: string, close(): Promise<void> }
+
+  before(async () => {
+    const out = await tempDir()
+    await buildDemo(out)
+    ;[site, relay, browser] = await Promise.all([serve(out), createRelay(), launch()])
+  })
+  after(async () => {
+    await browser?.close()
+    await relay?.stop()
+    await site?.close()
+  })
+
+  // the page may only load from loopback (WebSocket and WebRTC traffic is
+  // kept there by the library's settings: the relay's loopback address, no STUN)
+  const offLoopback: string[] = []
+  const newPage = async (): Promise<Page> => {
+    const context = await browser.newContext()
+    await context.route('**/*', async route => {
+      const host = new URL(route.request().url()).hostname
+      if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') return await route.continue()
+      offLoopback.push(route.request().url())
+      await route.abort()
+    })
+    return await context.newPage()
+  }
+  after(() => { assert.deepEqual(offLoopback, [], 'requests off loopback') })
+
+  const open = async (relayUrl: string, page?: Page): Promise<Page> => {
+    const p = page ?? await newPage()
+    await p.goto(`${site.url}/?relay=${encodeURIComponent(relayUrl)}`)
+    await p.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
+    return p
+  }
+
+  it('starts through the relay over WebSockets, exposes window.NPP, and keeps its peer id across a reload', async (t) => {
+    const started = Date.now()
+    const page = await open(`${relay.httpUrl}/config`)
+    t.diagnostic(`page load to ready: ${Date.now() - started} ms`)
+    assert.equal(await page.textContent('#status'), 'ready', await page.textContent('#error') ?? '')
+    const peerId = await page.textContent('#peer-id')
+    assert.match(peerId ?? '', /^12D3KooW/)
+    assert.equal(await page.evaluate(() => (window as any).NPP.peerId), peerId)
+    const peers = await (await fetch(`${relay.httpUrl}/peers`)).json()
+    assert.ok(peers.some((p: any) => p.peerId === peerId && p.addr.includes('/ws')), 'connected to the relay over WebSockets')
+    await page.evaluate(async () => { await (window as any).NPP.addNewPiece('QmFromTheBrowser', 'Kalimba') })
+
+    // IndexedDB keeps the identity and the pieces
+    await page.evaluate(async () => { await (window as any).NPP.stop() })
+    await open(`${relay.httpUrl}/config`, page)
+    assert.equal(await page.textContent('#peer-id'), peerId)
+    assert.deepEqual(await page.evaluate(async () => await (window as any).NPP.getPieceByHash('QmFromTheBrowser')), { hash: 'QmFromTheBrowser', instrument: 'Kalimba' })
+    await page.context().close()
+  })
+
+  it('shows an unreachable relay as an error in the page', async () => {
+    const free = createServer()
+    await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
+    const port = (free.address() as any).port
+    await new Promise(resolve => free.close(resolve))
+    const page = await open(`http://127.0.0.1:${port}/config`)
+    assert.equal(await page.textContent('#status'), 'failed')
+    assert.match(await page.textContent('#error') ?? '', /^RelayUnavailableError: /)
+    await page.context().close()
+  })
+})
