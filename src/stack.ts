@@ -141,7 +141,7 @@ async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
  * the instance and announce as soon as a peer (the hub) subscribes to the
  * discovery topic.
  */
-function announceOnHub (): { factory: (components: any) => any, onSubscriptionChange: (evt: CustomEvent<any>) => void, onGraft: (evt: CustomEvent<any>) => void } {
+function announceOnHub (): { factory: (components: any) => any, onSubscriptionChange: (evt: CustomEvent<any>) => void, onGraft: (evt: CustomEvent<any>) => void, onAddressChange: () => void } {
   let instance: any
   const announce = (): void => {
     if (typeof instance?._broadcast !== 'function') return
@@ -163,7 +163,8 @@ function announceOnHub (): { factory: (components: any) => any, onSubscriptionCh
     // ...and once the hub is in our mesh for the topic, the stream surely is
     onGraft: (evt: CustomEvent<any>) => {
       if (evt.detail?.topic === DISCOVERY_TOPIC) announce()
-    }
+    },
+    onAddressChange: announce
   }
 }
 
@@ -218,9 +219,12 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     const pubsub = (helia.libp2p as NppLibp2p).services.pubsub
     pubsub.addEventListener('subscription-change', discovery.onSubscriptionChange)
     pubsub.addEventListener('gossipsub:graft', discovery.onGraft)
+    // new addresses (a relay reservation, a WebRTC address) are worth telling at once
+    helia.libp2p.addEventListener('self:peer:update', discovery.onAddressChange)
     closers.push(async () => {
       pubsub.removeEventListener('subscription-change', discovery.onSubscriptionChange)
       pubsub.removeEventListener('gossipsub:graft', discovery.onGraft)
+      helia.libp2p.removeEventListener('self:peer:update', discovery.onAddressChange)
     })
   }
   log('helia started as %s (%s storage)', helia.libp2p.peerId.toString(), init.storage)
