@@ -49,6 +49,35 @@ try {
   report.queryMs = Date.now() - t
   report.fromA = query.results.filter((r: any) => r.owner === aId).length
   report.aId = aId
+
+  // A's tab closes: B still answers on time from its replica, and shows A offline
+  const offline = b.evaluate(async (aId: string) => await new Promise<void>((resolve, reject) => {
+    const npp = (window as any).NPP
+    const timer = setTimeout(() => { reject(new Error('A not offline within 30 s')) }, 30_000)
+    npp.addEventListener('companion:offline', (e: any) => { if (e.detail.nodeId === aId) { clearTimeout(timer); resolve() } })
+  }), aId)
+  const aContext = a.context() // the same profile (and IndexedDB) serves A's return below
+  await a.close()
+  await offline
+  const t2 = Date.now()
+  const whileAway = await b.evaluate(async () => await (window as any).NPP.queryCatalog({ instrument: 'Piano' }, { timeout: 3000 }))
+  report.offlineQueryMs = Date.now() - t2
+  report.offlineFromA = whileAway.results.filter((r: any) => r.owner === aId).length
+  report.offlineSourceOnline = whileAway.sources.find((s: any) => s.owner === aId)?.online
+
+  // A comes back in the same browser profile: same peer id and data, and B sees it online again
+  const back = b.evaluate(async (aId: string) => await new Promise<void>((resolve, reject) => {
+    const npp = (window as any).NPP
+    const timer = setTimeout(() => { reject(new Error('A not back online within 30 s')) }, 30_000)
+    npp.addEventListener('companion:online', (e: any) => { if (e.detail.nodeId === aId) { clearTimeout(timer); resolve() } })
+  }), aId)
+  const a2 = await aContext.newPage()
+  await a2.goto(url)
+  await a2.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
+  report.reloadedSameId = (await a2.textContent('#peer-id')) === aId
+  report.reloadedPieces = await a2.evaluate(async () => (await (window as any).NPP.getAllPieces()).length)
+  await back
+  report.backOnline = true
   process.stdout.write(JSON.stringify(report) + '\n')
 } catch (err: any) {
   process.stdout.write(JSON.stringify({ ...report, error: String(err?.stack ?? err) }) + '\n')

@@ -40,7 +40,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
   })
   after(() => { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch {} })
 
-  it('two pages find each other through the relay, link directly over WebRTC, and B\'s search returns A\'s pieces', async (t) => {
+  it('two pages find each other through the relay, link directly over WebRTC, search each other; A leaves, B still answers from its replica; A returns with the same id and data', async (t) => {
     if (unavailable != null) {
       // WebRTC gathers no candidates on a loopback-only host: without a namespace this cannot run
       process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${unavailable}\n\n`)
@@ -60,5 +60,12 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
     t.diagnostic(`page B load to ready ${report.loadToReadyMs} ms, discovery ${report.discoveryMs} ms, query ${report.queryMs} ms`)
     assert.ok(report.connections.some((c: any) => c.addr.includes('/webrtc') && !c.limited), `a direct WebRTC connection: ${JSON.stringify(report.connections)}`)
     assert.equal(report.fromA, 100, 'B sees all of A\'s Piano pieces, owned by A')
+    t.diagnostic(`with A gone: query ${report.offlineQueryMs} ms`)
+    assert.ok(report.offlineQueryMs < 3000, 'answers within its timeout with A gone')
+    assert.equal(report.offlineFromA, 100, 'A\'s replicated pieces still answer')
+    assert.equal(report.offlineSourceOnline, false, 'A shown offline')
+    assert.equal(report.reloadedSameId, true, 'A comes back with the same peer id')
+    assert.equal(report.reloadedPieces, 200, 'and its pieces')
+    assert.equal(report.backOnline, true, 'and B sees it online again')
   })
 })
