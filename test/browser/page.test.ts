@@ -65,6 +65,14 @@ describe('in Chromium', () => {
     await page.context().close()
   })
 
+  it('shows a malformed relay config as an error in the page', async () => {
+    // the site's own index.html is not a relay config
+    const page = await open(`${site.url}/index.html`)
+    assert.equal(await page.textContent('#status'), 'failed')
+    assert.match(await page.textContent('#error') ?? '', /^RelayUnavailableError: cannot get the relay config/)
+    await page.context().close()
+  })
+
   it('shows an unreachable relay as an error in the page', async () => {
     const free = createServer()
     await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
