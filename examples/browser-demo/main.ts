@@ -1,19 +1,127 @@
 /**
- * The browser demo (first cut): starts a NewPiecePlease in the page, through
- * the relay given as `?relay=<config URL>` (default: a relay on this
- * machine), and exposes it as `window.NPP` for console scripting.
+ * The browser demo: a catalog in the page, through the relay given as
+ * `?relay=<config URL>` (default: a relay on this machine). Every control
+ * reports failures in the page; `window.NPP` is there for console scripting.
  */
-import { createNewPiecePlease } from 'new-piece-please'
+import { createNewPiecePlease, type NewPiecePlease, type Piece } from 'new-piece-please'
 
-const $ = (id: string): HTMLElement => document.getElementById(id)!
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
 const relay = new URLSearchParams(location.search).get('relay') ?? 'http://127.0.0.1:9090/config'
+const short = (id: string): string => `…${id.slice(-8)}`
 
-try {
+function showError (err: any): void {
+  $('error').textContent = `${err?.name ?? 'Error'}: ${err?.message ?? err}`
+}
+function guarded (fn: () => Promise<void>): () => void {
+  return () => { $('error').textContent = ''; fn().catch(showError) }
+}
+function item (...children: Array<Node | string>): HTMLLIElement {
+  const li = document.createElement('li')
+  li.append(...children)
+  return li
+}
+function button (label: string, onClick: () => Promise<void>): HTMLButtonElement {
+  const b = document.createElement('button')
+  b.textContent = label
+  b.addEventListener('click', guarded(onClick))
+  return b
+}
+function span (text: string, className = ''): HTMLSpanElement {
+  const s = document.createElement('span')
+  s.textContent = text
+  s.className = className
+  return s
+}
+
+async function renderPieces (npp: NewPiecePlease): Promise<void> {
+  const list = $('pieces')
+  const pieces = await npp.getAllPieces()
+  const rows = await Promise.all(pieces.map(async (piece: Piece) => {
+    const count = await npp.getPracticeCount(piece.hash)
+    const instrument = document.createElement('input')
+    instrument.value = piece.instrument
+    instrument.setAttribute('aria-label', `instrument of ${piece.hash}`)
+    const li = item(
+      span(`${typeof piece.title === 'string' && piece.title !== '' ? piece.title : piece.hash}`, 'grow'),
+      instrument,
+      button('Save', async () => { await npp.updatePieceByHash(piece.hash, instrument.value) }),
+      button(`Practised ${count}×, +1`, async () => {
+        await npp.incrementPracticeCounter(piece.hash)
+        await renderPieces(npp) // counters are not catalog updates
+      }),
+      button('Delete', async () => { await npp.deletePieceByHash(piece.hash) })
+    )
+    li.dataset.hash = piece.hash
+    return li
+  }))
+  list.replaceChildren(...rows)
+}
+
+async function renderCompanions (npp: NewPiecePlease): Promise<void> {
+  const companions = await npp.getCompanions()
+  $('companions').replaceChildren(...companions.map(c => item(
+    span(`${c.username} (${short(c.nodeId)})`, 'grow'),
+    span(c.online ? 'online' : 'offline', c.online ? 'online' : 'offline')
+  )))
+  $('peer-count').textContent = String(npp.getIpfsPeers().length)
+}
+
+async function main (): Promise<void> {
+  const debug = $<HTMLInputElement>('debug')
+  debug.checked = localStorage.debug === 'npp:*'
+  debug.addEventListener('change', () => { debug.checked ? localStorage.debug = 'npp:*' : localStorage.removeItem('debug') })
+
   const npp = await createNewPiecePlease({ relay, directory: 'new-piece-please' })
   ;(window as any).NPP = npp
   $('peer-id').textContent = npp.peerId
+  $('username').textContent = String(await npp.getProfileField('username'))
   $('status').textContent = 'ready'
-} catch (err: any) {
-  $('status').textContent = 'failed'
-  $('error').textContent = `${err?.name ?? 'Error'}: ${err?.message ?? err}`
+
+  const refresh = (): void => { renderPieces(npp).catch(showError); renderCompanions(npp).catch(showError) }
+  for (const type of ['catalog:update', 'db:discovered', 'companion:online', 'companion:offline', 'peer:connect', 'peer:disconnect'] as const) {
+    npp.addEventListener(type, refresh)
+  }
+  refresh()
+
+  $('add-form').addEventListener('submit', (e) => {
+    e.preventDefault()
+    guarded(async () => {
+      const title = $<HTMLInputElement>('add-title').value.trim()
+      await npp.addNewPiece($<HTMLInputElement>('add-hash').value.trim(), $<HTMLInputElement>('add-instrument').value.trim(), title === '' ? undefined : { title })
+      $<HTMLInputElement>('add-hash').value = ''
+      $<HTMLInputElement>('add-title').value = ''
+    })()
+  })
+  $<HTMLInputElement>('add-file').addEventListener('change', guarded(async () => {
+    const file = $<HTMLInputElement>('add-file').files?.[0]
+    if (file == null) return
+    // the file's bytes as a raw block: its CID is the piece's hash
+    const { CID } = await import('multiformats/cid')
+    const { sha256 } = await import('multiformats/hashes/sha2')
+    const bytes = new Uint8Array(await file.arrayBuffer())
+    const cid = CID.createV1(0x55, await sha256.digest(bytes))
+    await npp.node.blockstore.put(cid, bytes)
+    await npp.addNewPiece(cid.toString(), $<HTMLInputElement>('add-instrument').value.trim() || 'Piano', { title: file.name })
+  }))
+
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault()
+    guarded(async () => {
+      const instrument = $<HTMLInputElement>('search-instrument').value.trim()
+      const title = $<HTMLInputElement>('search-title').value.trim().toLowerCase()
+      $('search-progress').textContent = 'searching…'
+      const { results, sources } = await npp.queryCatalog((p) =>
+        (instrument === '' || p.instrument === instrument) &&
+        (title === '' || String(p.title ?? '').toLowerCase().includes(title)))
+      const companions = new Map((await npp.getCompanions()).map(c => [c.nodeId, c.username]))
+      const who = (owner: string): string => owner === npp.peerId ? 'me' : `${companions.get(owner) ?? ''} ${short(owner)}`.trim()
+      $('search-progress').textContent = sources.map(s => `${who(s.owner)}: ${s.status} (${s.count})`).join(' · ')
+      $('results').replaceChildren(...results.map(r => item(span(`${String(r.title ?? r.hash)} · ${r.instrument}`, 'grow'), span(`from ${who(r.owner)}`, 'muted'))))
+    })()
+  })
 }
+
+main().catch((err) => {
+  $('status').textContent = 'failed'
+  showError(err)
+})

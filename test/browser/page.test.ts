@@ -1,6 +1,8 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { copyFile } from 'node:fs/promises'
 import type { Browser, Page } from 'playwright-core'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { tempDir } from '../helpers/peers.ts'
@@ -62,6 +64,47 @@ describe('in Chromium', () => {
     await open(`${relay.httpUrl}/config`, page)
     assert.equal(await page.textContent('#peer-id'), peerId)
     assert.deepEqual(await page.evaluate(async () => await (window as any).NPP.getPieceByHash('QmFromTheBrowser')), { hash: 'QmFromTheBrowser', instrument: 'Kalimba' })
+    await page.context().close()
+  })
+
+  it('the demo\'s controls work when clicked (add, file, edit, practise, search, delete), on a phone-sized screen', async (t) => {
+    const page = await open(`${relay.httpUrl}/config`)
+    await page.setViewportSize({ width: 390, height: 844 })
+    assert.equal(await page.textContent('#status'), 'ready')
+    await page.fill('#add-hash', 'QmClick1')
+    await page.fill('#add-title', 'Clair de lune')
+    await page.fill('#add-instrument', 'Piano')
+    await page.click('#add-button')
+    const row = page.locator('li[data-hash="QmClick1"]')
+    await row.waitFor()
+    assert.match(await row.textContent() ?? '', /Clair de lune/)
+
+    await row.locator('input').fill('Harp')
+    await row.getByRole('button', { name: 'Save' }).click()
+    await page.waitForFunction(async () => (await (window as any).NPP.getPieceByHash('QmClick1'))?.instrument === 'Harp')
+    await page.locator('li[data-hash="QmClick1"]').getByRole('button', { name: /Practised 0×/ }).click()
+    await page.locator('li[data-hash="QmClick1"]').getByRole('button', { name: /Practised 1×/ }).waitFor()
+
+    await page.setInputFiles('#add-file', { name: 'nocturne.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4 a score') })
+    await page.locator('li', { hasText: 'nocturne.pdf' }).waitFor()
+    const fromFile = await page.evaluate(async () => (await (window as any).NPP.getAllPieces()).find((p: any) => p.title === 'nocturne.pdf'))
+    assert.match(fromFile.hash, /^bafkrei/, 'catalogued by the CID of its bytes')
+
+    await page.fill('#search-instrument', 'Harp')
+    await page.click('#search-button')
+    await page.locator('#results li', { hasText: 'Clair de lune' }).waitFor()
+    assert.match(await page.textContent('#results') ?? '', /Clair de lune · Harp\s*from me/)
+    assert.match(await page.textContent('#search-progress') ?? '', /me: ok \(1\)/)
+
+    const shot = join(await tempDir(), 'demo-phone.png')
+    await page.screenshot({ path: shot, fullPage: true })
+    t.diagnostic(`screenshot: ${shot}`)
+    if (process.env.NPP_ARTIFACTS != null) await copyFile(shot, join(process.env.NPP_ARTIFACTS, 'demo-phone.png'))
+
+    await page.locator('li[data-hash="QmClick1"]').getByRole('button', { name: 'Delete' }).click()
+    await page.locator('li[data-hash="QmClick1"]').waitFor({ state: 'detached' })
+    assert.equal(await page.evaluate(async () => await (window as any).NPP.getPieceByHash('QmClick1')), undefined)
+    assert.equal(await page.textContent('#error'), '')
     await page.context().close()
   })
 
