@@ -63,8 +63,12 @@ for (const piece of results) console.log(`      ${String(piece.title).padEnd(22)
 console.log(`      sources: ${sources.map(s => `${name(s.owner)} ${s.status} (${s.count})`).join(', ')}`)
 
 t = performance.now()
+const caiGone = new Promise(resolve => {
+  ana.addEventListener('companion:offline', (e) => { if (e.detail.nodeId === cai.peerId) resolve(undefined) })
+})
 await cai.stop()
-say('cai went offline')
+await caiGone
+say('cai went offline (ana noticed)')
 const offline = await ana.queryCatalog({ composer: 'Chopin' })
 say(`ana's search still finds cai's Chopin from the replica in ${(performance.now() - t).toFixed(0)} ms: ${offline.results.map(r => r.title).join(', ')} (cai online: ${String(offline.sources.find(s => s.owner === cai.peerId)?.online)})`)
 

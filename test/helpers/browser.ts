@@ -1,7 +1,6 @@
-import { createServer, type Server } from 'node:http'
-import { readFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { join, extname, normalize } from 'node:path'
+import { join } from 'node:path'
+import { serveStatic } from '../../scripts/static-server.ts'
 import { build } from 'vite'
 import { chromium, type Browser } from 'playwright-core'
 
@@ -13,24 +12,9 @@ export async function buildDemo (outDir: string): Promise<void> {
   await build({ configFile: join(import.meta.dirname, '../../vite.config.ts'), logLevel: 'silent', build: { outDir, emptyOutDir: true } })
 }
 
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' }
-
 /** Serve `dir` on 127.0.0.1 with an ephemeral port. */
 export async function serve (dir: string): Promise<{ url: string, close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? '/').split('?')[0]!)).replace(/^(\.\.[/\\])+/, '')
-    const file = join(dir, path === '/' ? 'index.html' : path)
-    readFile(file).then(body => {
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' })
-      res.end(body)
-    }, () => { res.writeHead(404); res.end() })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as any
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: async () => { server.closeAllConnections(); await new Promise(resolve => server.close(resolve)) }
-  }
+  return await serveStatic(dir)
 }
 
 export async function launch (): Promise<Browser> {

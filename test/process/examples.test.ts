@@ -33,7 +33,7 @@ describe('README, demo and REPL', () => {
     assert.match(stdout, /: ok, .*: ok/)
   })
 
-  it('npm start (the Node demo) discovers, queries and narrates with timings', async () => {
+  it('npm run demo:node (three Node peers) discovers, queries and narrates with timings', async () => {
     const { code, stdout, stderr } = await run(['examples/node-demo.ts'])
     assert.equal(code, 0, stderr)
     assert.match(stdout, /companions in \d+ ms/)
