@@ -2,6 +2,17 @@
  * With `pubsubDiscovery`, peers learn of each other through the discovery
  * topic (usually relayed by a hub); libp2p does not dial what it discovers,
  * so this does, once per peer at a time, bounded by `dialTimeout`.
+ *
+ * Which addresses: the peer's direct ones when this platform can dial them
+ * (Node to Node over TCP), else its WebRTC addresses (browsers, and a browser
+ * and a Node peer, meet through the relay and then link directly). A relayed
+ * connection alone is not enough: it is limited, and OrbitDB does not sync
+ * over limited connections.
+ *
+ * A WebRTC dial through a relay sometimes stalls on its first attempt (the
+ * signalling stream opens but the data channel never does); it is retried at
+ * once with a fresh attempt, up to `WEBRTC_ATTEMPTS` times, each attempt
+ * bounded, rather than left to the next announcement.
  */
 import type { PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -16,27 +27,43 @@ const log = logger('discovery')
 const MAX_PARALLEL_DIALS = 8
 /** After a failed dial the same peer and kind is not tried again for this long (a failure itself updates the peer store). */
 const RETRY_AFTER_FAILURE = 5_000
+/** Attempts of a WebRTC dial before giving up until the peer's next announcement. */
+export const WEBRTC_ATTEMPTS = 3
+/** Time limit of the first WebRTC attempt (a healthy one takes well under a second on a LAN); each retry doubles it, never above `dialTimeout`. */
+export const WEBRTC_FIRST_ATTEMPT_TIMEOUT = 3_000
+
+export interface AutoDialOptions {
+  dialTimeout: number
+  /** Whether this platform can dial a peer's announced address without a relay or WebRTC. */
+  canDialDirectly(addr: string): boolean
+  /** Overrides `WEBRTC_FIRST_ATTEMPT_TIMEOUT` (tests). */
+  webrtcFirstAttemptTimeout?: number
+}
+
+type Dialable = Pick<NppLibp2p, 'peerId' | 'dial' | 'getConnections' | 'addEventListener' | 'removeEventListener'>
 
 export class AutoDial {
   private readonly dialing = new Set<string>()
   private readonly failed = new ExpiringSet(RETRY_AFTER_FAILURE, 1024)
   private readonly shutdown = new AbortController()
-  private readonly libp2p: NppLibp2p
-  private readonly dialTimeout: number
+  private readonly libp2p: Dialable
+  private readonly options: AutoDialOptions
+  /** Dials that needed more than one attempt and then succeeded (tests and diagnostics). */
+  retriedDials = 0
 
-  constructor (libp2p: NppLibp2p, dialTimeout: number) {
+  constructor (libp2p: Dialable, options: AutoDialOptions) {
     this.libp2p = libp2p
-    this.dialTimeout = dialTimeout
+    this.options = options
   }
 
   start (): void {
     this.libp2p.addEventListener('peer:discovery', this.onDiscovery)
-    this.libp2p.addEventListener('peer:update', this.onUpdate)
+    this.libp2p.addEventListener('peer:update', this.onUpdate as any)
   }
 
   stop (): void {
     this.libp2p.removeEventListener('peer:discovery', this.onDiscovery)
-    this.libp2p.removeEventListener('peer:update', this.onUpdate)
+    this.libp2p.removeEventListener('peer:update', this.onUpdate as any)
     this.shutdown.abort()
   }
 
@@ -52,29 +79,52 @@ export class AutoDial {
     this.consider(peer.id, peer.addresses.map(a => a.multiaddr))
   }
 
-  private consider (peer: PeerId, addrs: Multiaddr[]): void {
-    if (peer.equals(this.libp2p.peerId)) return
-    // a direct WebRTC link when the peer offers one: a relayed connection is
-    // limited, and OrbitDB does not sync over limited connections
-    const webrtc = addrs.filter(m => m.toString().includes('/webrtc'))
+  /** Dial a discovered peer if it is not linked yet (exposed for tests). */
+  consider (peer: PeerId, addrs: Multiaddr[]): void {
+    if (peer.equals(this.libp2p.peerId) || this.shutdown.signal.aborted) return
     if (addrs.length === 0) return // announced before it had addresses: wait for the next announcement
     const open = this.libp2p.getConnections(peer)
     if (open.some(c => c.limits == null)) return
+    const direct = addrs.filter(m => this.options.canDialDirectly(m.toString()))
+    const webrtc = addrs.filter(m => m.toString().includes('/webrtc'))
+    // nothing better than what is open (a relayed connection is all a peer
+    // without WebRTC or direct addresses offers)
+    if (direct.length === 0 && webrtc.length === 0 && open.length > 0) return
+    const kind = direct.length > 0 ? 'direct' : webrtc.length > 0 ? 'webrtc' : 'any'
     // one dial per peer and kind at a time: a WebRTC address that arrives
     // while a plain dial is pending is still tried at once
-    const key = `${peer.toString()} ${webrtc.length > 0 ? 'webrtc' : 'any'}`
+    const key = `${peer.toString()} ${kind}`
     if (this.dialing.has(key) || this.failed.has(key) || this.dialing.size >= MAX_PARALLEL_DIALS) return
-    if (webrtc.length === 0 && open.length > 0) return
     this.dialing.add(key)
-    const bounded = timeoutSignal(this.dialTimeout, this.shutdown.signal, `dialing discovered peer ${key}`)
-    this.libp2p.dial(webrtc.length > 0 ? webrtc : peer, { signal: bounded.signal })
-      .then(() => { log('dialed discovered peer %s', key) }, (err: any) => {
+    const target = kind === 'direct' ? direct : kind === 'webrtc' ? webrtc : peer
+    this.dial(peer, target, kind, key)
+      .then(attempts => { log('dialed discovered peer %s (attempt %d)', key, attempts) }, (err: any) => {
         this.failed.add(key)
         log('could not dial discovered peer %s: %s', key, err?.message ?? err)
       })
-      .finally(() => {
+      .finally(() => { this.dialing.delete(key) })
+  }
+
+  private async dial (peer: PeerId, target: PeerId | Multiaddr[], kind: string, key: string): Promise<number> {
+    const attempts = kind === 'webrtc' ? WEBRTC_ATTEMPTS : 1
+    let limit = kind === 'webrtc' ? Math.min(this.options.webrtcFirstAttemptTimeout ?? WEBRTC_FIRST_ATTEMPT_TIMEOUT, this.options.dialTimeout) : this.options.dialTimeout
+    for (let attempt = 1; ; attempt++) {
+      const bounded = timeoutSignal(limit, this.shutdown.signal, `dialing discovered peer ${key}`)
+      try {
+        await this.libp2p.dial(target as any, { signal: bounded.signal })
+        if (attempt > 1) this.retriedDials++
+        return attempt
+      } catch (err: any) {
+        const linked = this.libp2p.getConnections(peer).some(c => c.limits == null)
+        if (attempt >= attempts || this.shutdown.signal.aborted || linked) {
+          if (linked) return attempt // the peer dialed us meanwhile
+          throw err
+        }
+        log('WebRTC dial to %s failed on attempt %d (%s); trying again', key, attempt, err?.message ?? err)
+        limit = Math.min(limit * 2, this.options.dialTimeout)
+      } finally {
         bounded.clear()
-        this.dialing.delete(key)
-      })
+      }
+    }
   }
 }

@@ -4,6 +4,10 @@
 export const DEFAULT_DIRECTORY = './.npp'
 /** Node: listen on loopback only unless told otherwise (nothing is exposed by default). */
 export const DEFAULT_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0']
+/** With a relay: a reservation on it (reachable as `<relay>/p2p-circuit`) and WebRTC through it; the browser default. */
+export const RELAY_LISTEN: readonly string[] = ['/p2p-circuit', '/webrtc']
+/** WebRTC ICE servers: none, so no public STUN is contacted; only host candidates are gathered. */
+export const DEFAULT_ICE_SERVERS: readonly RTCIceServer[] = []
 /** How often known companions that are not connected are redialed. */
 export const DEFAULT_RECONNECT_INTERVAL = 10_000
 /** Longest back-off between redials of a companion that keeps failing. */

@@ -21,7 +21,7 @@ import { logger } from './logger.ts'
 import { NotStartedError, InvalidOptionError, InvalidProfileFieldError, PieceNotFoundError, InvalidPieceError, InvalidHashError, describe } from './errors.ts'
 import {
   assertHash, assertInstrument, assertExtra, assertProfileKey, assertProfileValue,
-  assertMessageObject, parseMultiaddr, parsePeerId, positiveInteger, stringList, READ_ONLY_PROFILE_KEYS
+  assertMessageObject, parseMultiaddr, parsePeerId, positiveInteger, stringList, iceServerList, READ_ONLY_PROFILE_KEYS
 } from './validate.ts'
 import {
   DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
@@ -77,6 +77,7 @@ interface Options {
   username?: string
   pubsubDiscovery: boolean
   relay?: string
+  iceServers: RTCIceServer[]
 }
 
 function resolveOptions (init: NewPiecePleaseInit): Options {
@@ -98,7 +99,8 @@ function resolveOptions (init: NewPiecePleaseInit): Options {
     dialTimeout: positiveInteger('dialTimeout', init.dialTimeout, DEFAULT_DIAL_TIMEOUT),
     username: init.username,
     pubsubDiscovery: init.pubsubDiscovery ?? init.relay !== undefined,
-    relay: checkRelayOption(init.relay)
+    relay: checkRelayOption(init.relay),
+    iceServers: iceServerList(init.iceServers)
   }
 }
 
@@ -222,8 +224,11 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
-      listen: o.listen,
+      // with a relay: a reservation on it and WebRTC through it, so browsers can link to us
+      listen: o.relay == null ? o.listen : [...new Set([...o.listen, ...platform.relayListen])],
       pubsubDiscovery: o.pubsubDiscovery,
+      relay: o.relay != null,
+      iceServers: o.iceServers,
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })
@@ -275,7 +280,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     await this.discovery.start()
     await this.companionsService.start()
     if (o.pubsubDiscovery) {
-      this.autoDial = new AutoDial(libp2p, o.dialTimeout)
+      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly })
       this.autoDial.start()
     }
 
@@ -566,7 +571,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
         ...(online && !replica.synced ? { whenSynced: replica.whenSynced } : {})
       })
     }
-    return await queryCatalogs(sources, filter, timeout, options.signal)
+    return await queryCatalogs(sources, filter, timeout, { signal: options.signal, onProgress: options.onProgress })
   }
 }
 

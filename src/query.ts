@@ -8,7 +8,8 @@ import { timeoutSignal, raceSignal } from './abort.ts'
 import { InvalidOptionError, describe } from './errors.ts'
 import { isPlainObject, isJsonValue } from './validate.ts'
 import type { CatalogLike } from './orbitdb-types.ts'
-import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryResult, QuerySource } from './types.ts'
+import { CustomProgressEvent } from 'progress-events'
+import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryOptions, QueryResult, QuerySource } from './types.ts'
 
 const log = logger('query')
 
@@ -58,7 +59,15 @@ async function runQuery (db: CatalogLike<Piece>, filter: PieceFilter | undefined
   return await db.query(predicate)
 }
 
-export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceFilter | undefined, timeout: number, signal?: AbortSignal): Promise<QueryResult> {
+export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceFilter | undefined, timeout: number, options: Pick<QueryOptions, 'signal' | 'onProgress'> = {}): Promise<QueryResult> {
+  const { signal, onProgress } = options
+  const progress = (evt: CustomProgressEvent<any>): void => {
+    try {
+      onProgress?.(evt as any)
+    } catch (err: any) {
+      log.error('a query progress listener threw: %s', err?.message ?? err)
+    }
+  }
   const predicate = toPredicate(filter)
   const safe = (piece: Piece): boolean => {
     try {
@@ -69,8 +78,18 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
   }
   const bounded = timeoutSignal(timeout, signal, 'catalog query')
   const started = Date.now()
+  let answered = 0
+  const tell = (settled: { report: QuerySource, pieces: Piece[] }): { report: QuerySource, pieces: Piece[] } => {
+    answered++
+    if (onProgress != null) {
+      const results = settled.pieces.map(piece => ({ ...piece, owner: settled.report.owner }))
+      progress(new CustomProgressEvent('npp:query:source', { source: { ...settled.report }, results, answered, total: sources.length }))
+    }
+    return settled
+  }
+  progress(new CustomProgressEvent('npp:query:start', { sources: sources.map(({ owner, address, online }) => ({ owner, address, online })) }))
   try {
-    const settled = await Promise.all(sources.map(async (source): Promise<{ report: QuerySource, pieces: Piece[] }> => {
+    const settled = await Promise.all(sources.map(async (source): Promise<{ report: QuerySource, pieces: Piece[] }> => tell(await (async (): Promise<{ report: QuerySource, pieces: Piece[] }> => {
       const t0 = Date.now()
       try {
         if (source.whenSynced != null) {
@@ -93,7 +112,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
         log('source %s (%s) %s: %s', source.owner, source.address, status, err?.message ?? err)
         return { report: { owner: source.owner, address: source.address, status, count: 0, ms: Date.now() - t0, online: source.online, error: String(err?.message ?? err) }, pieces: [] }
       }
-    }))
+    })())))
     const seen = new Set<string>()
     const results: OwnedPiece[] = []
     for (const { report, pieces } of settled) {

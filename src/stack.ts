@@ -18,6 +18,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, ComposedStorage, LRUStorage, IPFSBlockStorage } from '@orbitdb/core'
 import { platform } from './platform/node.ts'
 import { joinPath } from './path.ts'
+import { DEFAULT_ICE_SERVERS } from './constants.ts'
 import { logger } from './logger.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from './orbitdb-types.ts'
 import type { NppHelia, NppLibp2p } from './types.ts'
@@ -42,6 +43,10 @@ export interface StackInit {
   directory: string
   listen: string[]
   pubsubDiscovery: boolean
+  /** A relay is configured: add the platform's relay transports (circuit relay v2, WebRTC). Default false. */
+  relay?: boolean
+  /** WebRTC ICE servers. Default none (`DEFAULT_ICE_SERVERS`). */
+  iceServers?: RTCIceServer[]
   helia?: NppHelia
   orbitdb?: OrbitDB
 }
@@ -203,9 +208,12 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     blockBrokers: [],
     routers: []
   })
+  const transports = await platform.transports({ relay: init.relay ?? false, iceServers: init.iceServers ?? [...DEFAULT_ICE_SERVERS] })
+  // runs after libp2p has stopped (closers run last first)
+  closers.push(transports.release)
   const helia = withBitswap(withLibp2pLight(light, {
     addresses: { listen: init.listen },
-    transports: platform.transports(),
+    transports: transports.transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: platform.connectionGater(),

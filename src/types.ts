@@ -1,4 +1,5 @@
 import type { HeliaWithLibp2p } from '@helia/libp2p'
+import type { ProgressEvent, ProgressOptions } from 'progress-events'
 import type { Libp2p } from '@libp2p/interface'
 import type { OrbitDB } from './orbitdb-types.ts'
 
@@ -117,11 +118,24 @@ export interface NewPiecePleaseInit {
    * The relay to meet other peers through: its multiaddr, or the HTTP URL of
    * its `/config` endpoint (fetched at start, bounded by `dialTimeout`; a
    * failure rejects with `RelayUnavailableError`). Dialed at start; turns
-   * `pubsubDiscovery` on unless it is set to `false`.
+   * `pubsubDiscovery` on unless it is set to `false`. In Node it also adds
+   * circuit relay v2 and WebRTC (`node-datachannel`) and listens on
+   * `/p2p-circuit` and `/webrtc`, so browsers that meet this peer at the
+   * relay link to it directly.
    *
    * @default none
    */
   relay?: string
+
+  /**
+   * ICE servers for WebRTC links (`{ urls: 'stun:…' | 'turn:…', username?, credential? }`).
+   * None by default: no public STUN server is contacted and only host
+   * candidates are gathered, which is enough on one network; add a STUN or
+   * TURN server of your own to link across NATs.
+   *
+   * @default []
+   */
+  iceServers?: RTCIceServer[]
   /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.
@@ -168,10 +182,21 @@ export interface AbortOptions {
   signal?: AbortSignal
 }
 
-export interface QueryOptions extends AbortOptions {
+export interface QueryOptions extends AbortOptions, ProgressOptions<QueryProgressEvents> {
   /** Milliseconds each source may take. @default the instance's `queryTimeout` */
   timeout?: number
 }
+
+/**
+ * Progress of a `queryCatalog` call, for showing results as sources answer:
+ * `npp:query:start` once with the sources about to be asked, then
+ * `npp:query:source` as each one settles (in the order they do), with its
+ * report and its matches (owned, before de-duplication across sources).
+ * A throwing listener is logged and ignored.
+ */
+export type QueryProgressEvents =
+  ProgressEvent<'npp:query:start', { sources: Array<Pick<QuerySource, 'owner' | 'address' | 'online'>> }> |
+  ProgressEvent<'npp:query:source', { source: QuerySource, results: OwnedPiece[], answered: number, total: number }>
 
 export interface MessageDetail {
   /** Peer id that signed the message. */

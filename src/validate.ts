@@ -13,7 +13,7 @@ import {
 } from './errors.ts'
 import {
   MAX_HASH_LENGTH, MAX_INSTRUMENT_LENGTH, MAX_PIECE_BYTES, MAX_PROFILE_KEY_LENGTH,
-  MAX_PROFILE_VALUE_BYTES, MAX_USERNAME_LENGTH, MAX_MESSAGE_BYTES
+  MAX_PROFILE_VALUE_BYTES, MAX_USERNAME_LENGTH, MAX_MESSAGE_BYTES, DEFAULT_ICE_SERVERS
 } from './constants.ts'
 import type { JsonValue, PieceExtra } from './types.ts'
 
@@ -178,4 +178,17 @@ export function stringList (name: string, value: unknown, fallback: readonly str
   }
   for (const v of value) parseMultiaddr(v)
   return [...value]
+}
+
+/** `iceServers`: WebRTC ICE servers, each `{ urls: string | string[], username?, credential? }`. */
+export function iceServerList (value: unknown): RTCIceServer[] {
+  if (value === undefined) return [...DEFAULT_ICE_SERVERS]
+  const isUrl = (u: unknown): boolean => typeof u === 'string' && /^(stun|stuns|turn|turns):/.test(u)
+  const valid = Array.isArray(value) && value.every((s: any) =>
+    s != null && typeof s === 'object' &&
+    (isUrl(s.urls) || (Array.isArray(s.urls) && s.urls.length > 0 && s.urls.every(isUrl))) &&
+    (s.username === undefined || typeof s.username === 'string') &&
+    (s.credential === undefined || typeof s.credential === 'string'))
+  if (!valid) throw new InvalidOptionError(`expected iceServers to be an array of { urls: 'stun:…' | 'turn:…' (or an array of them), username?, credential? }, got ${describe(value)}`)
+  return value.map((s: RTCIceServer) => ({ ...s }))
 }

@@ -3,7 +3,7 @@
  * `?relay=<config URL>` (default: a relay on this machine). Every control
  * reports failures in the page; `window.NPP` is there for console scripting.
  */
-import { createNewPiecePlease, type NewPiecePlease, type Piece } from 'new-piece-please'
+import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece } from 'new-piece-please'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
 const relay = new URLSearchParams(location.search).get('relay') ?? 'http://127.0.0.1:9090/config'
@@ -63,7 +63,26 @@ async function renderCompanions (npp: NewPiecePlease): Promise<void> {
     span(`${c.username} (${short(c.nodeId)})`, 'grow'),
     span(c.online ? 'online' : 'offline', c.online ? 'online' : 'offline')
   )))
-  $('peer-count').textContent = String(npp.getIpfsPeers().length)
+}
+
+/** Connected peers and how: WebRTC (direct), relayed (signalling only), or WebSocket (the relay itself). */
+async function renderPeers (npp: NewPiecePlease): Promise<void> {
+  const names = new Map((await npp.getCompanions()).map(c => [c.nodeId, c.username]))
+  const byPeer = new Map<string, string[]>()
+  for (const c of npp.libp2p.getConnections()) {
+    const addr = c.remoteAddr.toString()
+    const how = addr.includes('/webrtc') ? 'WebRTC' : addr.includes('/p2p-circuit') ? 'relayed' : addr.includes('/ws') ? 'WebSocket' : 'direct'
+    const id = c.remotePeer.toString()
+    byPeer.set(id, [...(byPeer.get(id) ?? []), how])
+  }
+  $('peer-count').textContent = String(byPeer.size)
+  $('peers').replaceChildren(...[...byPeer].map(([id, hows]) => {
+    // a browser reaches only the relay over a plain WebSocket
+    const name = names.get(id) ?? (hows.includes('WebSocket') ? 'relay' : 'peer')
+    const li = item(span(`${name} (${short(id)})`, 'grow'), span([...new Set(hows)].join(' + '), 'muted'))
+    li.dataset.peer = id
+    return li
+  }))
 }
 
 async function main (): Promise<void> {
@@ -77,10 +96,14 @@ async function main (): Promise<void> {
   $('username').textContent = String(await npp.getProfileField('username'))
   $('status').textContent = 'ready'
 
-  const refresh = (): void => { renderPieces(npp).catch(showError); renderCompanions(npp).catch(showError) }
+  const peers = (): void => { renderPeers(npp).catch(showError) }
+  const refresh = (): void => { renderPieces(npp).catch(showError); renderCompanions(npp).catch(showError); peers() }
   for (const type of ['catalog:update', 'db:discovered', 'companion:online', 'companion:offline', 'peer:connect', 'peer:disconnect'] as const) {
     npp.addEventListener(type, refresh)
   }
+  // a peer reached through the relay first gains its WebRTC link a moment later
+  npp.libp2p.addEventListener('connection:open', peers)
+  npp.libp2p.addEventListener('connection:close', peers)
   refresh()
 
   $('add-form').addEventListener('submit', (e) => {
@@ -109,14 +132,34 @@ async function main (): Promise<void> {
     guarded(async () => {
       const instrument = $<HTMLInputElement>('search-instrument').value.trim()
       const title = $<HTMLInputElement>('search-title').value.trim().toLowerCase()
-      $('search-progress').textContent = 'searching…'
-      const { results, sources } = await npp.queryCatalog((p) =>
-        (instrument === '' || p.instrument === instrument) &&
-        (title === '' || String(p.title ?? '').toLowerCase().includes(title)))
       const companions = new Map((await npp.getCompanions()).map(c => [c.nodeId, c.username]))
       const who = (owner: string): string => owner === npp.peerId ? 'me' : `${companions.get(owner) ?? ''} ${short(owner)}`.trim()
-      $('search-progress').textContent = sources.map(s => `${who(s.owner)}: ${s.status} (${s.count})`).join(' · ')
-      $('results').replaceChildren(...results.map(r => item(span(`${String(r.title ?? r.hash)} · ${r.instrument}`, 'grow'), span(`from ${who(r.owner)}`, 'muted'))))
+      const result = (r: OwnedPiece): HTMLLIElement => item(span(`${String(r.title ?? r.hash)} · ${r.instrument}`, 'grow'), span(`from ${who(r.owner)}`, 'muted'))
+      // one line per source, filled in as each answers; results appear as they arrive
+      const lines = new Map<string, HTMLSpanElement>()
+      $('results').replaceChildren()
+      const { results, complete } = await npp.queryCatalog((p) =>
+        (instrument === '' || p.instrument === instrument) &&
+        (title === '' || String(p.title ?? '').toLowerCase().includes(title)), {
+        onProgress: (evt) => {
+          if (evt.type === 'npp:query:start') {
+            $('search-progress').replaceChildren(...evt.detail.sources.map(s => {
+              const line = span(`${who(s.owner)}: asking${s.online ? '' : ' (offline: from its replica)'}…`)
+              line.dataset.owner = s.owner
+              lines.set(s.address, line)
+              return item(line)
+            }))
+          } else {
+            const { source, results, answered, total } = evt.detail
+            const line = lines.get(source.address)
+            if (line != null) line.textContent = `${who(source.owner)}: ${source.status}, ${source.count} in ${source.ms} ms${source.online ? '' : ' (offline: from its replica)'} [${answered}/${total}]`
+            $('results').append(...results.map(result))
+          }
+        }
+      })
+      // the final list has duplicates removed (a piece seen through two sources of one owner)
+      $('results').replaceChildren(...results.map(result))
+      $('search-summary').textContent = `${results.length} result(s)${complete ? '' : ', some sources did not answer'}`
     })()
   })
 }

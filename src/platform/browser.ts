@@ -1,8 +1,9 @@
 /**
  * Browser defaults: WebSockets to reach the relay, circuit relay v2 for
  * signalling, WebRTC for direct browser-to-browser links (no public STUN:
- * `iceServers: []`), and a connection gater that lets the configured relay
- * be dialed even on `ws://` and private addresses. Storage goes through
+ * `iceServers: []` unless the caller passes some), and a connection gater
+ * that lets peers be dialed on `ws://` and private addresses (the relay a
+ * user configures is often on a LAN or localhost). Storage goes through
  * `level`, which is IndexedDB in browsers. Selected by the package.json
  * `browser` field, so Node-only transports are never bundled.
  */
@@ -10,13 +11,18 @@ import { webSockets } from '@libp2p/websockets'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { webRTC } from '@libp2p/webrtc'
 import type { PlatformDefaults } from './types.ts'
+import { RELAY_LISTEN } from '../constants.ts'
 
 export const platform: PlatformDefaults = {
   name: 'browser',
-  defaultListen: ['/p2p-circuit', '/webrtc'],
-  transports: () => [webSockets(), circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers: [] } })],
-  // libp2p's browser gater refuses private and insecure addresses; peers here
-  // are reached through the relay the user configured, often on a LAN or localhost
+  defaultListen: RELAY_LISTEN,
+  relayListen: RELAY_LISTEN,
+  transports: async ({ iceServers }) => ({
+    transports: [webSockets(), circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })],
+    release: async () => {}
+  }),
+  // a browser can only dial WebSockets itself; everything else goes through the relay or WebRTC
+  canDialDirectly: (addr) => /\/(ws|wss|tls\/ws)(\/p2p\/[^/]+)?$/.test(addr) && !addr.includes('/p2p-circuit'),
   connectionGater: () => ({ denyDialMultiaddr: async () => false }),
   extraServices: () => ({})
 }

@@ -1,16 +1,50 @@
 /**
- * Node defaults: TCP transport, LevelDB storage under `directory`.
- * The browser build swaps this module for `./browser.ts` (package.json
- * `imports` map), so nothing here is bundled for web apps.
+ * Node defaults: TCP transport, LevelDB storage under `directory`. With a
+ * relay configured, also circuit relay v2 and WebRTC (through
+ * `node-datachannel`), so browsers that meet this peer at the relay can link
+ * to it directly; those are loaded only then. The browser build swaps this
+ * module for `./browser.ts` (package.json `browser` field), so nothing here
+ * is bundled for web apps.
  */
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
-import { DEFAULT_LISTEN } from '../constants.ts'
+import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
+import { logger } from '../logger.ts'
+
+const log = logger('platform')
+
+/**
+ * Stacks in this process running WebRTC. A native peer connection whose
+ * remote vanished (a closed tab) can outlive libp2p's close and keep the
+ * process alive; when the last of our WebRTC stacks stops, node-datachannel's
+ * `cleanup()` releases what is left (it closes every node-datachannel peer
+ * connection in the process, so only when none of ours runs).
+ */
+let webrtcStacks = 0
 
 export const platform: PlatformDefaults = {
   name: 'node',
   defaultListen: DEFAULT_LISTEN,
-  transports: () => [tcp()],
+  relayListen: RELAY_LISTEN,
+  transports: async ({ relay, iceServers }) => {
+    if (!relay) return { transports: [tcp()], release: async () => {} }
+    const [{ circuitRelayTransport }, { webRTC }] = await Promise.all([import('@libp2p/circuit-relay-v2'), import('@libp2p/webrtc')])
+    webrtcStacks++
+    let released = false
+    return {
+      transports: [tcp(), circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })],
+      release: async () => {
+        if (released) return
+        released = true
+        if (--webrtcStacks > 0) return
+        const { cleanup } = await import('node-datachannel')
+        cleanup()
+        log('released WebRTC resources (node-datachannel cleanup)')
+      }
+    }
+  },
+  // TCP, not WebSockets (Node peers do not listen on them by default) and not through a relay
+  canDialDirectly: (addr) => /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(addr),
   connectionGater: () => undefined,
   extraServices: () => ({})
 }

@@ -1,11 +1,24 @@
 import type { ConnectionGater } from '@libp2p/interface'
 
+/** What a platform needs to know to pick its transports. */
+export interface TransportOptions {
+  /** A relay is configured: be reachable through it (circuit relay v2) and directly over WebRTC. */
+  relay: boolean
+  /** ICE servers for WebRTC; `[]` (no STUN, host candidates only) unless the caller opts in. */
+  iceServers: RTCIceServer[]
+}
+
 /** What differs between Node and browsers when a stack is built. */
 export interface PlatformDefaults {
   name: 'node' | 'browser'
   /** Listen addresses used when `init.listen` is not given. */
   defaultListen: readonly string[]
-  transports(): any[]
+  /** Added to the listen addresses when a relay is configured: a reservation on it, and WebRTC through it. */
+  relayListen: readonly string[]
+  /** The transports, and what to call once the libp2p node using them has stopped. */
+  transports(options: TransportOptions): Promise<{ transports: any[], release(): Promise<void> }>
+  /** Whether a multiaddr a peer announced can be dialed directly (not relayed, not WebRTC) from here. */
+  canDialDirectly(addr: string): boolean
   connectionGater(): ConnectionGater | undefined
   extraServices(): Record<string, any>
 }

@@ -94,7 +94,9 @@ describe('in Chromium', () => {
     await page.click('#search-button')
     await page.locator('#results li', { hasText: 'Clair de lune' }).waitFor()
     assert.match(await page.textContent('#results') ?? '', /Clair de lune · Harp\s*from me/)
-    assert.match(await page.textContent('#search-progress') ?? '', /me: ok \(1\)/)
+    assert.match(await page.textContent('#search-progress') ?? '', /me: ok, 1 in \d+ ms \[1\/1\]/)
+    await page.locator('#search-summary', { hasText: '1 result(s)' }).waitFor()
+    assert.match(await page.locator('#peers li').first().textContent() ?? '', /relay \(….{8}\)\s*WebSocket/, 'the relay is listed as a connected peer')
 
     const shot = join(await tempDir(), 'demo-phone.png')
     await page.screenshot({ path: shot, fullPage: true })

@@ -1,10 +1,12 @@
 /**
  * Run inside a network namespace made by webrtc.test.ts (loopback plus an
  * internal veth pair): a relay and the demo site on 127.0.0.1, two Chromium
- * pages that find each other through the relay and link over WebRTC.
+ * pages that find each other through the relay and link over WebRTC, and a
+ * Node peer (the core library, in this process) that both pages find.
  * Prints one JSON line with what it observed; exits non-zero on failure.
  */
 import { createRelay } from '../../src/relay/relay.ts'
+import { createNewPiecePlease, type NewPiecePlease } from '../../src/index.ts'
 import { serve, launch } from '../helpers/browser.ts'
 
 const [siteDir] = process.argv.slice(2)
@@ -12,6 +14,7 @@ const relay = await createRelay()
 const site = await serve(siteDir!)
 const browser = await launch()
 const report: Record<string, unknown> = {}
+let node: NewPiecePlease | undefined
 try {
   const url = `${site.url}/?relay=${encodeURIComponent(`${relay.httpUrl}/config`)}`
   const open = async (): Promise<any> => {
@@ -33,6 +36,7 @@ try {
   const started = Date.now()
   const b = await open()
   report.loadToReadyMs = Date.now() - started
+  await b.evaluate(async () => { await (window as any).NPP.addPieces(Array.from({ length: 20 }, (_, i) => ({ hash: `QmB${i}`, instrument: 'Piano' }))) })
   // B records A as a companion (discovery through the relay, then our protocol over WebRTC)
   await b.evaluate(async (aId: string) => {
     const npp = (window as any).NPP
@@ -43,12 +47,53 @@ try {
     })
   }, aId)
   report.discoveryMs = Date.now() - started
+  const all = await b.evaluate(async (aId: string) => (await (window as any).NPP.queryCatalog((p: any) => true, { timeout: 20_000 })).results.filter((r: any) => r.owner === aId).length, aId)
+  report.allFromA = all
+  report.seeAll200Ms = Date.now() - started
   report.connections = await b.evaluate((aId: string) => (window as any).NPP.libp2p.getConnections().filter((c: any) => c.remotePeer.toString() === aId).map((c: any) => ({ addr: c.remoteAddr.toString(), limited: c.limits != null })), aId)
   const t = Date.now()
   const query = await b.evaluate(async () => await (window as any).NPP.queryCatalog({ instrument: 'Piano' }, { timeout: 20_000 }))
   report.queryMs = Date.now() - t
   report.fromA = query.results.filter((r: any) => r.owner === aId).length
   report.aId = aId
+
+  // a Node peer joins through the same relay: both pages find it and link to it over WebRTC
+  const pages = [a, b]
+  const pageIds = [aId, await b.evaluate(() => (window as any).NPP.peerId)]
+  const t3 = Date.now()
+  node = await createNewPiecePlease({ relay: `${relay.httpUrl}/config`, storage: 'memory', username: 'node-peer' })
+  const nodeId = node.peerId
+  // listen first, then look: a discovery that happened in between is in the register
+  const pagesSeeNode = pages.map(async page => { await page.evaluate(async (id: string) => { await new Promise<void>((resolve, reject) => {
+    const npp = (window as any).NPP
+    const timer = setTimeout(() => { reject(new Error('no Node companion within 30 s')) }, 30_000)
+    npp.addEventListener('db:discovered', (e: any) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
+    npp.getCompanions().then((cs: any[]) => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
+  }) }, nodeId) })
+  await node.addPieces(Array.from({ length: 30 }, (_, i) => ({ hash: `QmNode${i}`, instrument: 'Piano' })))
+  const nodeSeesPages = Promise.all(pageIds.map(async id => {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`Node peer did not record page ${id} within 30 s`)) }, 30_000)
+      node!.addEventListener('db:discovered', (e) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
+      node!.getCompanions().then(cs => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
+    })
+  }))
+  await Promise.all([...pagesSeeNode, nodeSeesPages])
+  report.nodeDiscoveryMs = Date.now() - t3
+  report.nodeConnections = await Promise.all(pages.map(async page => await page.evaluate((id: string) => (window as any).NPP.libp2p.getConnections().filter((c: any) => c.remotePeer.toString() === id).map((c: any) => ({ addr: c.remoteAddr.toString(), limited: c.limits != null })), nodeId)))
+  const fromNode = await b.evaluate(async (id: string) => (await (window as any).NPP.queryCatalog({ instrument: 'Piano' }, { timeout: 20_000 })).results.filter((r: any) => r.owner === id).length, nodeId)
+  report.fromNode = fromNode
+  const nodeQuery = await node.queryCatalog({ instrument: 'Piano' }, { timeout: 20_000 })
+  report.nodeFromPages = pageIds.map(id => nodeQuery.results.filter(r => r.owner === id).length)
+
+  // the same search clicked in B's page: a line per source as it answers, results with owners, and the peers it is linked to
+  await b.fill('#search-instrument', 'Piano')
+  await b.click('#search-button')
+  await b.locator('#search-summary', { hasText: 'result(s)' }).waitFor({ timeout: 20_000 })
+  report.pageProgress = await b.locator('#search-progress li').allTextContents()
+  report.pageSummary = await b.textContent('#search-summary')
+  report.pagePeers = await b.locator('#peers li').allTextContents()
+  report.pageResultsFromNode = await b.locator('#results li', { hasText: 'from node-peer' }).count()
 
   // A's tab closes: B still answers on time from its replica, and shows A offline
   const offline = b.evaluate(async (aId: string) => await new Promise<void>((resolve, reject) => {
@@ -83,7 +128,14 @@ try {
   process.stdout.write(JSON.stringify({ ...report, error: String(err?.stack ?? err) }) + '\n')
   process.exitCode = 1
 } finally {
+  const step = (what: string): void => { if (process.env.NPP_SCENARIO_TRACE != null) process.stderr.write(`[scenario] ${what}\n`) }
+  step(`stopping the Node peer: ${JSON.stringify(node?.libp2p.getConnections().map(c => [c.remoteAddr.toString().slice(-70), c.status]))}`)
+  await node?.stop()
+  step('closing the browser')
   await browser.close()
+  step('stopping the relay')
   await relay.stop()
   await site.close()
+  step('done')
+  if (process.env.NPP_SCENARIO_TRACE != null) setTimeout(() => { step(`still alive: ${JSON.stringify(process.getActiveResourcesInfo())}`) }, 3000).unref()
 }

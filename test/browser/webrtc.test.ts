@@ -40,7 +40,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
   })
   after(() => { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch {} })
 
-  it('two pages find each other through the relay, link directly over WebRTC, search each other; A leaves, B still answers from its replica; A returns with the same id and data', async (t) => {
+  it('two pages find each other through the relay, link directly over WebRTC, search each other; a Node peer joins and both pages find it; A leaves, B still answers from its replica; A returns with the same id and data', async (t) => {
     if (unavailable != null) {
       // WebRTC gathers no candidates on a loopback-only host: without a namespace this cannot run
       process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${unavailable}\n\n`)
@@ -60,6 +60,21 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
     t.diagnostic(`page B load to ready ${report.loadToReadyMs} ms, discovery ${report.discoveryMs} ms, query ${report.queryMs} ms`)
     assert.ok(report.connections.some((c: any) => c.addr.includes('/webrtc') && !c.limited), `a direct WebRTC connection: ${JSON.stringify(report.connections)}`)
     assert.equal(report.fromA, 100, 'B sees all of A\'s Piano pieces, owned by A')
+    t.diagnostic(`page B sees all of A's 200 pieces ${report.seeAll200Ms} ms after it was opened`)
+    assert.equal(report.allFromA, 200, 'and all 200 of A\'s pieces')
+    t.diagnostic(`a Node peer joins: both pages and it are companions after ${report.nodeDiscoveryMs} ms`)
+    for (const links of report.nodeConnections) {
+      assert.ok(links.some((c: any) => c.addr.includes('/webrtc') && !c.limited), `each page links to the Node peer over direct WebRTC: ${JSON.stringify(report.nodeConnections)}`)
+    }
+    assert.equal(report.fromNode, 30, 'B\'s search returns the Node peer\'s pieces')
+    assert.deepEqual(report.nodeFromPages, [100, 20], 'the Node peer\'s search returns both pages\' Piano pieces')
+    // B's demo page, searched by clicking: one line per source (B, A, the Node peer), each answered
+    assert.equal(report.pageProgress.length, 3, `a progress line per source: ${JSON.stringify(report.pageProgress)}`)
+    assert.ok(report.pageProgress.every((l: string) => /: ok, \d+ in \d+ ms \[\d\/3\]/.test(l)), JSON.stringify(report.pageProgress))
+    assert.equal(report.pageSummary, '150 result(s)', '20 of B\'s, 100 of A\'s and 30 of the Node peer\'s Piano pieces')
+    assert.equal(report.pageResultsFromNode, 30)
+    assert.ok(report.pagePeers.some((l: string) => l.includes('node-peer') && l.includes('WebRTC')), `the Node peer listed as linked over WebRTC: ${JSON.stringify(report.pagePeers)}`)
+    assert.ok(report.pagePeers.some((l: string) => /^relay /.test(l) && l.includes('WebSocket')), JSON.stringify(report.pagePeers))
     t.diagnostic(`with A gone: query ${report.offlineQueryMs} ms`)
     assert.ok(report.offlineQueryMs < 3000, 'answers within its timeout with A gone')
     assert.equal(report.offlineFromA, 100, 'A\'s replicated pieces still answer')

@@ -94,6 +94,21 @@ describe('the relay', () => {
       nextEvent(a, 'db:discovered', c => c.nodeId === b.peerId, 20_000),
       nextEvent(b, 'db:discovered', c => c.nodeId === a.peerId, 20_000)
     ])
+    // Node peers with a relay hold a reservation on it and offer WebRTC through
+    // it (for browsers), yet link to each other over plain TCP
+    for (const p of [a, b]) {
+      const reachable = (): boolean => p.libp2p.getMultiaddrs().some(m => m.toString().includes(`/p2p/${r.peerId}/p2p-circuit/webrtc/p2p/${p.peerId}`))
+      if (!reachable()) {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => { reject(new Error(`no WebRTC address through the relay: ${p.libp2p.getMultiaddrs().join(', ')}`)) }, 20_000)
+          const check = (): void => { if (reachable()) { clearTimeout(timer); p.libp2p.removeEventListener('self:peer:update', check); resolve() } }
+          p.libp2p.addEventListener('self:peer:update', check)
+        })
+      }
+    }
+    const links = a.libp2p.getConnections().filter(c => c.remotePeer.toString() === b.peerId)
+    assert.ok(links.some(c => c.limits == null && /^\/ip4\/127\.0\.0\.1\/tcp\/\d+/.test(c.remoteAddr.toString()) && !c.remoteAddr.toString().includes('p2p-circuit')),
+      `a direct TCP connection: ${links.map(c => c.remoteAddr.toString()).join(', ')}`)
     // a port that nobody listens on (just freed), and a server that is not a relay
     const free = createServer()
     await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))

@@ -62,9 +62,42 @@ describe('queryCatalogs', () => {
 
   it('stops at the caller\'s signal and reports the sources as aborted', async () => {
     const controller = new AbortController()
-    const pending = queryCatalogs([source('slow', [], new Promise(() => {}))], undefined, 10_000, controller.signal)
+    const pending = queryCatalogs([source('slow', [], new Promise(() => {}))], undefined, 10_000, { signal: controller.signal })
     controller.abort()
     const { sources } = await pending
     assert.equal(sources[0]?.status, 'aborted')
+  })
+
+  it('reports each source as it answers, before the slowest one, and survives a throwing listener', async () => {
+    let releaseSlow: () => void = () => {}
+    const slow = new Promise<void>(resolve => { releaseSlow = resolve })
+    const events: any[] = []
+    const pending = queryCatalogs([
+      source('me', [{ hash: 'a', instrument: 'Piano' }]),
+      source('slow', [{ hash: 'z', instrument: 'Piano' }], slow),
+      source('fast', [{ hash: 'b', instrument: 'Cello' }])
+    ], undefined, 5_000, {
+      onProgress: (evt) => {
+        events.push({ type: evt.type, detail: evt.detail })
+        // the caller sees the fast sources while the slow one is still out
+        if (evt.type === 'npp:query:source' && evt.detail.answered === 2) releaseSlow()
+        throw new Error('a careless listener')
+      }
+    })
+    const { results } = await pending
+    assert.equal(events[0].type, 'npp:query:start')
+    assert.deepEqual(events[0].detail.sources.map((s: any) => s.owner), ['me', 'slow', 'fast'])
+    const answers = events.slice(1)
+    assert.deepEqual(answers.map(e => [e.detail.source.owner, e.detail.answered, e.detail.total]), [['me', 1, 3], ['fast', 2, 3], ['slow', 3, 3]])
+    assert.deepEqual(answers.map(e => e.detail.results.map((r: any) => `${r.owner}:${r.hash}`)), [['me:a'], ['fast:b'], ['slow:z']])
+    assert.equal(answers[2].detail.source.status, 'ok')
+    assert.equal(results.length, 3, 'the final result is the same merge')
+  })
+
+  it('reports a source that times out as it does', async () => {
+    const events: any[] = []
+    await queryCatalogs([source('never', [], new Promise(() => {}))], undefined, 100, { onProgress: (evt) => { events.push(evt) } })
+    assert.deepEqual(events.map(e => e.type), ['npp:query:start', 'npp:query:source'])
+    assert.equal(events[1].detail.source.status, 'timeout')
   })
 })

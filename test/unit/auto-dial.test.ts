@@ -1,0 +1,124 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { AutoDial, WEBRTC_ATTEMPTS } from '../../src/auto-dial.ts'
+import { platform as nodePlatform } from '../../src/platform/node.ts'
+import { platform as browserPlatform } from '../../src/platform/browser.ts'
+
+const newPeerId = async (): Promise<any> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+
+/**
+ * A stand-in for libp2p's dialer: `behaviour(n)` decides what the n-th dial
+ * does ('hang' until its signal aborts, 'fail' at once, or 'ok'). What is
+ * dialed, and with which time limit, is recorded.
+ */
+async function fakeLibp2p (behaviour: (n: number) => 'hang' | 'fail' | 'ok'): Promise<any> {
+  const self = await newPeerId()
+  const connections: any[] = []
+  const dials: Array<{ target: string, aborted: Promise<number> }> = []
+  let settled: () => void = () => {}
+  const done = new Promise<void>(resolve => { settled = resolve })
+  return {
+    peerId: self,
+    dials,
+    connections,
+    done,
+    addEventListener () {},
+    removeEventListener () {},
+    getConnections: (peer?: any) => connections.filter(c => peer == null || c.remotePeer.equals(peer)),
+    async dial (target: any, { signal }: { signal: AbortSignal }) {
+      const n = dials.length + 1
+      const started = Date.now()
+      const what = behaviour(n)
+      const aborted = new Promise<number>(resolve => { signal.addEventListener('abort', () => { resolve(Date.now() - started) }, { once: true }) })
+      dials.push({ target: Array.isArray(target) ? target.map(String).join(' ') : String(target), aborted })
+      if (what === 'ok') {
+        const remotePeer = Array.isArray(target) ? String(target[0]).split('/p2p/').pop() : String(target)
+        connections.push({ remotePeer: { equals: (p: any) => p.toString() === remotePeer }, limits: undefined })
+        settled()
+        return
+      }
+      if (what === 'fail') { settled(); throw new Error('refused') }
+      await aborted
+      if (n === WEBRTC_ATTEMPTS) settled()
+      throw signal.reason
+    }
+  }
+}
+
+const addrs = (relay: string, peer: string): Multiaddr[] => [
+  multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${peer}`),
+  multiaddr(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${relay}/p2p-circuit/p2p/${peer}`),
+  multiaddr(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${relay}/p2p-circuit/webrtc/p2p/${peer}`)
+]
+
+describe('AutoDial', () => {
+  it('retries a WebRTC dial that stalls on its first attempt, at once and with a longer limit', async () => {
+    const libp2p = await fakeLibp2p(n => n === 1 ? 'hang' : 'ok')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 50 })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    const started = Date.now()
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    await libp2p.done
+    assert.equal(libp2p.dials.length, 2, 'one retry')
+    assert.ok(libp2p.dials.every((d: any) => d.target.includes('/webrtc/') && !d.target.includes('/tcp/4001/')), 'a browser dials the WebRTC address, not TCP')
+    const firstLimit = await libp2p.dials[0].aborted
+    assert.ok(firstLimit >= 45 && firstLimit < 1000, `the first attempt was bounded by its own limit (${firstLimit} ms)`)
+    assert.ok(Date.now() - started < 2000, 'the retry came at once, not after the failure pause')
+    assert.equal(dialer.retriedDials, 1)
+    dialer.stop()
+  })
+
+  it('gives up after a bounded number of attempts, and leaves the peer alone for a while', async () => {
+    const libp2p = await fakeLibp2p(() => 'hang')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 20 })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    await libp2p.done
+    const limits = await Promise.all(libp2p.dials.map((d: any) => d.aborted))
+    assert.equal(libp2p.dials.length, WEBRTC_ATTEMPTS)
+    assert.ok(limits[1] >= limits[0] * 1.5, `each retry waits longer: ${limits.join(', ')} ms`)
+    await new Promise(resolve => setImmediate(resolve))
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    assert.equal(libp2p.dials.length, WEBRTC_ATTEMPTS, 'not redialed by the next announcement right away')
+    dialer.stop()
+  })
+
+  it('a Node peer dials another Node peer over TCP once, without WebRTC retries', async () => {
+    const libp2p = await fakeLibp2p(() => 'fail')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: nodePlatform.canDialDirectly })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    await libp2p.done
+    await new Promise(resolve => setImmediate(resolve))
+    assert.deepEqual(libp2p.dials.map((d: any) => d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`])
+    dialer.stop()
+  })
+
+  it('stops retrying when stopped', async () => {
+    const libp2p = await fakeLibp2p(() => 'hang')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 5_000 })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    dialer.stop()
+    assert.ok(await libp2p.dials[0].aborted < 1000, 'the pending attempt is aborted')
+    await new Promise(resolve => setImmediate(resolve))
+    assert.equal(libp2p.dials.length, 1, 'and not tried again')
+  })
+})
+
+describe('platform address choice', () => {
+  it('Node dials TCP directly, browsers dial WebSockets directly; neither treats relayed or WebRTC addresses as direct', () => {
+    const p = '12D3KooWGRUVh7JDKL1Ho8SzuZcy3VvBCe5KgjzdZ8ZJ2o4VvJwN'
+    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`), true)
+    assert.equal(nodePlatform.canDialDirectly(`/ip6/::1/tcp/4001`), true)
+    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`), false)
+    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/9000/p2p/${p}/p2p-circuit/p2p/${p}`), false)
+    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`), false)
+    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`), true)
+    assert.equal(browserPlatform.canDialDirectly(`/dns4/example.org/tcp/443/tls/ws`), true)
+    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${p}/p2p-circuit/webrtc/p2p/${p}`), false)
+  })
+})
