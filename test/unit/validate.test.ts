@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   assertHash, assertInstrument, assertExtra, assertProfileKey, assertProfileValue,
-  parseMultiaddr, parsePeerId, isOrbitDBAddress, assertMessageObject, isJsonValue, positiveInteger, stringList
+  parseMultiaddr, parsePeerId, isOrbitDBAddress, assertMessageObject, isJsonValue, positiveInteger, stringList, iceServerList
 } from '../../src/validate.ts'
 import {
   InvalidHashError, InvalidInstrumentError, InvalidPieceError, InvalidProfileFieldError,
@@ -10,6 +10,15 @@ import {
 } from '../../src/index.ts'
 
 describe('caller input validation', () => {
+  it('iceServers: none by default; STUN/TURN entries accepted; anything else refused with the shape expected', () => {
+    assert.deepEqual(iceServerList(undefined), [])
+    const turn = { urls: ['turn:turn.example.org:3478', 'turns:turn.example.org:5349'], username: 'u', credential: 'c' }
+    assert.deepEqual(iceServerList([{ urls: 'stun:stun.example.org:3478' }, turn]), [{ urls: 'stun:stun.example.org:3478' }, turn])
+    for (const bad of ['stun:x', [{}], [{ urls: 'http://x' }], [{ urls: [] }], [{ urls: 'stun:x', username: 1 }], [null]]) {
+      assert.throws(() => iceServerList(bad), (err: any) => err instanceof InvalidOptionError && /iceServers/.test(err.message), JSON.stringify(bad))
+    }
+  })
+
   it('accepts a normal hash and rejects empty, blank, non-string and huge ones with InvalidHashError naming the value', () => {
     assertHash('QmNR2n4zywCV61MeMLB6JwPueAPqheqpfiA4fLPMxouEmQ')
     for (const bad of ['', '   ', 42, null, undefined, {}, ['a'], 'x'.repeat(257)]) {
