@@ -87,16 +87,16 @@ export class AutoDial {
     if (open.some(c => c.limits == null)) return
     const direct = addrs.filter(m => this.options.canDialDirectly(m.toString()))
     const webrtc = addrs.filter(m => m.toString().includes('/webrtc'))
-    // nothing better than what is open (a relayed connection is all a peer
-    // without WebRTC or direct addresses offers)
-    if (direct.length === 0 && webrtc.length === 0 && open.length > 0) return
-    const kind = direct.length > 0 ? 'direct' : webrtc.length > 0 ? 'webrtc' : 'any'
+    // nothing this platform can link to yet (a peer announces before its
+    // relay reservation gives it a WebRTC address): wait for the next announcement
+    if (direct.length === 0 && webrtc.length === 0) return
+    const kind = direct.length > 0 ? 'direct' : 'webrtc'
     // one dial per peer and kind at a time: a WebRTC address that arrives
     // while a plain dial is pending is still tried at once
     const key = `${peer.toString()} ${kind}`
     if (this.dialing.has(key) || this.failed.has(key) || this.dialing.size >= MAX_PARALLEL_DIALS) return
     this.dialing.add(key)
-    const target = kind === 'direct' ? direct : kind === 'webrtc' ? webrtc : peer
+    const target = kind === 'direct' ? direct : webrtc
     this.dial(peer, target, kind, key)
       .then(attempts => { log('dialed discovered peer %s (attempt %d)', key, attempts) }, (err: any) => {
         this.failed.add(key)
@@ -105,13 +105,13 @@ export class AutoDial {
       .finally(() => { this.dialing.delete(key) })
   }
 
-  private async dial (peer: PeerId, target: PeerId | Multiaddr[], kind: string, key: string): Promise<number> {
+  private async dial (peer: PeerId, target: Multiaddr[], kind: string, key: string): Promise<number> {
     const attempts = kind === 'webrtc' ? WEBRTC_ATTEMPTS : 1
     let limit = kind === 'webrtc' ? Math.min(this.options.webrtcFirstAttemptTimeout ?? WEBRTC_FIRST_ATTEMPT_TIMEOUT, this.options.dialTimeout) : this.options.dialTimeout
     for (let attempt = 1; ; attempt++) {
       const bounded = timeoutSignal(limit, this.shutdown.signal, `dialing discovered peer ${key}`)
       try {
-        await this.libp2p.dial(target as any, { signal: bounded.signal })
+        await this.libp2p.dial(target, { signal: bounded.signal })
         if (attempt > 1) this.retriedDials++
         return attempt
       } catch (err: any) {

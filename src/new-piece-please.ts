@@ -234,6 +234,20 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     })
     const { orbitdb, libp2p } = stack
     const peerId = this.lastPeerId = libp2p.peerId.toString()
+
+    // reach the relay and the bootstrap peers while the databases open: the
+    // relay reservation (and so our WebRTC address) is the slow part of being
+    // found. Peers that connect meanwhile are announced to when discovery starts.
+    if (o.pubsubDiscovery) {
+      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly })
+      this.autoDial.start()
+    }
+    for (const addr of [...relayAddrs, ...o.bootstrap]) {
+      const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
+      libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
+        .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })
+        .finally(() => { bounded.clear() })
+    }
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
     const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: [...CATALOG_INDEX_FIELDS], memory: o.storage === 'memory' })
 
@@ -279,17 +293,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.discovery.start()
     await this.companionsService.start()
-    if (o.pubsubDiscovery) {
-      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly })
-      this.autoDial.start()
-    }
 
-    for (const addr of [...relayAddrs, ...o.bootstrap]) {
-      const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
-      libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
-        .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })
-        .finally(() => { bounded.clear() })
-    }
     log('started %s in %d ms (%s)', peerId, Date.now() - t0, o.storage)
   }
 

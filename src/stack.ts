@@ -148,8 +148,9 @@ async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
  */
 function announceOnHub (): { factory: (components: any) => any, onSubscriptionChange: (evt: CustomEvent<any>) => void, onGraft: (evt: CustomEvent<any>) => void, onAddressChange: () => void } {
   let instance: any
-  const announce = (): void => {
+  const announce = (why: string): void => {
     if (typeof instance?._broadcast !== 'function') return
+    log.trace('announcing on the discovery topic (%s)', why)
     try {
       instance._broadcast()
     } catch (err: any) {
@@ -163,13 +164,13 @@ function announceOnHub (): { factory: (components: any) => any, onSubscriptionCh
     },
     // the hub's subscription is known (our stream to it may still be opening)...
     onSubscriptionChange: (evt: CustomEvent<any>) => {
-      if (evt.detail?.subscriptions?.some((s: any) => s.topic === DISCOVERY_TOPIC && s.subscribe === true)) announce()
+      if (evt.detail?.subscriptions?.some((s: any) => s.topic === DISCOVERY_TOPIC && s.subscribe === true)) announce('hub subscribed')
     },
     // ...and once the hub is in our mesh for the topic, the stream surely is
     onGraft: (evt: CustomEvent<any>) => {
-      if (evt.detail?.topic === DISCOVERY_TOPIC) announce()
+      if (evt.detail?.topic === DISCOVERY_TOPIC) announce('graft')
     },
-    onAddressChange: announce
+    onAddressChange: () => { announce('addresses changed') }
   }
 }
 
@@ -227,11 +228,16 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     const pubsub = (helia.libp2p as NppLibp2p).services.pubsub
     pubsub.addEventListener('subscription-change', discovery.onSubscriptionChange)
     pubsub.addEventListener('gossipsub:graft', discovery.onGraft)
-    // new addresses (a relay reservation, a WebRTC address) are worth telling at once
+    // new addresses (a relay reservation, a WebRTC address) are worth telling
+    // at once: a listener that starts listening (the relay reservation, which
+    // also brings the WebRTC address) is heard here a second before libp2p's
+    // debounced self:peer:update
+    helia.libp2p.addEventListener('transport:listening', discovery.onAddressChange)
     helia.libp2p.addEventListener('self:peer:update', discovery.onAddressChange)
     closers.push(async () => {
       pubsub.removeEventListener('subscription-change', discovery.onSubscriptionChange)
       pubsub.removeEventListener('gossipsub:graft', discovery.onGraft)
+      helia.libp2p.removeEventListener('transport:listening', discovery.onAddressChange)
       helia.libp2p.removeEventListener('self:peer:update', discovery.onAddressChange)
     })
   }
