@@ -18,6 +18,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, ComposedStorage, LRUStorage, IPFSBlockStorage } from '@orbitdb/core'
 import { platform } from './platform/node.ts'
 import { joinPath } from './path.ts'
+import { closeQuietly } from './quiet-close.ts'
 import { DEFAULT_ICE_SERVERS } from './constants.ts'
 import { logger } from './logger.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from './orbitdb-types.ts'
@@ -116,7 +117,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
         const close = db.close
         db.close = async () => {
           closing.abort()
-          await close()
+          await closeQuietly(close)
         }
       } else {
         await entryStorage.close()
