@@ -229,6 +229,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       pubsubDiscovery: o.pubsubDiscovery,
       relay: o.relay != null,
       iceServers: o.iceServers,
+      trusted: [...relayAddrs, ...o.bootstrap],
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })

@@ -48,6 +48,8 @@ export interface StackInit {
   relay?: boolean
   /** WebRTC ICE servers. Default none (`DEFAULT_ICE_SERVERS`). */
   iceServers?: RTCIceServer[]
+  /** Addresses the user configured (relay, bootstrap): dialable even where the platform's gater would refuse them. */
+  trusted?: string[]
   helia?: NppHelia
   orbitdb?: OrbitDB
 }
@@ -218,7 +220,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     transports: transports.transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: platform.connectionGater(),
+    connectionGater: platform.connectionGater(init.trusted ?? []),
     peerDiscovery: init.pubsubDiscovery ? [discovery.factory] : [],
     services
   } as any), BITSWAP_OPTIONS) as unknown as NppHelia

@@ -2,8 +2,8 @@
  * Browser defaults: WebSockets to reach the relay, circuit relay v2 for
  * signalling, WebRTC for direct browser-to-browser links (no public STUN:
  * `iceServers: []` unless the caller passes some), and a connection gater
- * that lets peers be dialed on `ws://` and private addresses (the relay a
- * user configures is often on a LAN or localhost). Storage goes through
+ * that lets the configured relay be dialed on `ws://` and private addresses
+ * (it is often on a LAN or localhost) but nothing else there (`../gater.ts`). Storage goes through
  * `level`, which is IndexedDB in browsers. Selected by the package.json
  * `browser` field, so Node-only transports are never bundled.
  */
@@ -12,6 +12,7 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { webRTC } from '@libp2p/webrtc'
 import type { PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
+import { browserGater } from '../gater.ts'
 
 export const platform: PlatformDefaults = {
   name: 'browser',
@@ -23,6 +24,6 @@ export const platform: PlatformDefaults = {
   }),
   // a browser can only dial WebSockets itself; everything else goes through the relay or WebRTC
   canDialDirectly: (addr) => /\/(ws|wss|tls\/ws)(\/p2p\/[^/]+)?$/.test(addr) && !addr.includes('/p2p-circuit'),
-  connectionGater: () => ({ denyDialMultiaddr: async () => false }),
+  connectionGater: (trusted) => browserGater(trusted),
   extraServices: () => ({})
 }

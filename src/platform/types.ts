@@ -19,6 +19,7 @@ export interface PlatformDefaults {
   transports(options: TransportOptions): Promise<{ transports: any[], release(): Promise<void> }>
   /** Whether a multiaddr a peer announced can be dialed directly (not relayed, not WebRTC) from here. */
   canDialDirectly(addr: string): boolean
-  connectionGater(): ConnectionGater | undefined
+  /** `trusted`: the configured relay and bootstrap addresses, which may be dialed even where the platform's default would refuse them. */
+  connectionGater(trusted: readonly string[]): ConnectionGater | undefined
   extraServices(): Record<string, any>
 }
