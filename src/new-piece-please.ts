@@ -11,7 +11,7 @@ import { createStack, type Stack } from './stack.ts'
 import { Discovery } from './discovery.ts'
 import { AutoDial } from './auto-dial.ts'
 import { platform } from './platform/node.ts'
-import { checkRelayOption, resolveRelay } from './relay-config.ts'
+import { checkRelayOption, resolveRelay, type ResolvedRelay } from './relay-config.ts'
 import { Companions } from './companions.ts'
 import { queryCatalogs, type QuerySourceInput } from './query.ts'
 import { Counters, type CountersDatabase } from './counters.ts'
@@ -220,7 +220,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private async doStart (): Promise<void> {
     const t0 = Date.now()
     const o = this.options
-    const relayAddrs = o.relay == null ? [] : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: platform.name === 'browser' })
+    const relay: ResolvedRelay = o.relay == null ? { addrs: [], trusted: [] } : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: platform.name === 'browser' })
+    const relayAddrs = relay.addrs
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
@@ -229,7 +230,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       pubsubDiscovery: o.pubsubDiscovery,
       relay: o.relay != null,
       iceServers: o.iceServers,
-      trusted: [...relayAddrs, ...o.bootstrap],
+      trusted: [...relayAddrs, ...o.bootstrap, ...relay.trusted],
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })
@@ -239,15 +240,23 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // reach the relay and the bootstrap peers while the databases open: the
     // relay reservation (and so our WebRTC address) is the slow part of being
     // found. Peers that connect meanwhile are announced to when discovery starts.
-    if (o.pubsubDiscovery) {
+    if (o.pubsubDiscovery || relay.trusted.length > 0) {
       this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly })
-      this.autoDial.start()
+      if (o.pubsubDiscovery) this.autoDial.start()
     }
     for (const addr of [...relayAddrs, ...o.bootstrap]) {
       const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
       libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
         .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })
         .finally(() => { bounded.clear() })
+    }
+    // the relay's trusted peers: directly when this platform can, else over
+    // WebRTC signalled through the relay (they hold a reservation on it)
+    for (const addr of relay.trusted) {
+      const id = addr.slice(addr.lastIndexOf('/p2p/') + 5)
+      if (id === peerId) continue
+      const candidates = [addr, ...relayAddrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
+      this.autoDial?.consider(parsePeerId(id), candidates.map(parseMultiaddr))
     }
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
     const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: [...CATALOG_INDEX_FIELDS], memory: o.storage === 'memory' })

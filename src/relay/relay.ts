@@ -127,6 +127,10 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   const listen = init.listen === undefined ? [...DEFAULT_RELAY_LISTEN] : checkAddrs('listen', init.listen)
   const announce = checkAddrs('announce', init.announce)
   const trusted = checkAddrs('trusted', init.trusted)
+  for (const t of trusted) {
+    // the peer id tells whether it is connected, and lets browsers reach it through this relay
+    if (!/\/p2p\/[^/]+$/.test(t)) throw new RelayConfigError(`trusted: ${describe(t)} must end with /p2p/<peer id>`)
+  }
   const httpHost = init.httpHost ?? DEFAULT_RELAY_HTTP_HOST
   const httpPort = init.httpPort ?? DEFAULT_RELAY_HTTP_PORT
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new RelayConfigError(`expected httpPort to be a port number, got ${describe(httpPort)}`)

@@ -70,6 +70,26 @@ describe('the relay', () => {
     }
   })
 
+  it('keeps its trusted peers connected and hands them out: a peer with only the /config URL reaches them, without pubsub discovery', async () => {
+    const archive = await peer({ username: 'archive' })
+    await archive.addNewPiece('QmArchived', 'Organ')
+    const archiveAddr = archive.getMultiaddrs()[0]!
+    await assert.rejects(createRelay({ trusted: [archiveAddr.slice(0, archiveAddr.indexOf('/p2p/'))] }), (err: any) => err instanceof RelayConfigError && /\/p2p\/<peer id>/.test(err.message))
+    const r = await relay({ trusted: [archiveAddr], trustedRedialInterval: 100 })
+    const connected = async (): Promise<boolean> => (await getJson(`${r.httpUrl}/peers`)).some((p: any) => p.peerId === archive.peerId)
+    if (!await connected()) await nextEvent(archive, 'peer:connect', p => p.peerId === r.peerId)
+    assert.deepEqual((await getJson(`${r.httpUrl}/config`)).trusted, [archiveAddr])
+    // dropped: the relay dials it again by itself
+    await archive.libp2p.hangUp(r.libp2p.peerId)
+    await nextEvent(archive, 'peer:connect', p => p.peerId === r.peerId, 10_000)
+
+    const visitor = await peer({ relay: `${r.httpUrl}/config`, pubsubDiscovery: false })
+    const found = await nextEvent(visitor, 'db:discovered', c => c.nodeId === archive.peerId, 20_000)
+    assert.equal(found.username, 'archive')
+    const { results } = await visitor.queryCatalog({ instrument: 'Organ' })
+    assert.deepEqual(results.map(p => [p.hash, p.owner]), [['QmArchived', archive.peerId]])
+  })
+
   it('lets peers that only know the relay find each other and become companions', async () => {
     const r = await relay()
     const tcpAddr = r.config().multiaddrs.find(m => !m.includes('/ws'))!
