@@ -3,10 +3,10 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { copyFile } from 'node:fs/promises'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { tempDir } from '../helpers/peers.ts'
-import { buildDemo, serve, launch } from '../helpers/browser.ts'
+import { buildDemo, serve, launch, launchWithProfile } from '../helpers/browser.ts'
 
 /** The library in real headless Chromium: the demo page against a relay on loopback. */
 describe('in Chromium', () => {
@@ -28,16 +28,16 @@ describe('in Chromium', () => {
   // the page may only load from loopback (WebSocket and WebRTC traffic is
   // kept there by the library's settings: the relay's loopback address, no STUN)
   const offLoopback: string[] = []
-  const newPage = async (): Promise<Page> => {
-    const context = await browser.newContext()
+  const loopbackOnly = async (context: BrowserContext): Promise<BrowserContext> => {
     await context.route('**/*', async route => {
       const host = new URL(route.request().url()).hostname
       if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') return await route.continue()
       offLoopback.push(route.request().url())
       await route.abort()
     })
-    return await context.newPage()
+    return context
   }
+  const newPage = async (): Promise<Page> => await (await loopbackOnly(await browser.newContext())).newPage()
   after(() => { assert.deepEqual(offLoopback, [], 'requests off loopback') })
 
   const open = async (relayUrl: string, page?: Page): Promise<Page> => {
@@ -47,9 +47,11 @@ describe('in Chromium', () => {
     return p
   }
 
-  it('starts through the relay over WebSockets, exposes window.NPP, and keeps its peer id across a reload', async (t) => {
+  it('starts through the relay over WebSockets, exposes window.NPP, and keeps peer id, pieces, profile, counters across a reload and a browser restart', async (t) => {
+    const profile = await tempDir()
+    let context = await loopbackOnly(await launchWithProfile(profile))
     const started = Date.now()
-    const page = await open(`${relay.httpUrl}/config`)
+    const page = await open(`${relay.httpUrl}/config`, context.pages()[0] ?? await context.newPage())
     t.diagnostic(`page load to ready: ${Date.now() - started} ms`)
     assert.equal(await page.textContent('#status'), 'ready', await page.textContent('#error') ?? '')
     const peerId = await page.textContent('#peer-id')
@@ -57,14 +59,30 @@ describe('in Chromium', () => {
     assert.equal(await page.evaluate(() => (window as any).NPP.peerId), peerId)
     const peers = await (await fetch(`${relay.httpUrl}/peers`)).json()
     assert.ok(peers.some((p: any) => p.peerId === peerId && p.addr.includes('/ws')), 'connected to the relay over WebSockets')
-    await page.evaluate(async () => { await (window as any).NPP.addNewPiece('QmFromTheBrowser', 'Kalimba') })
+    await page.evaluate(async () => {
+      const npp = (window as any).NPP
+      await npp.addNewPiece('QmFromTheBrowser', 'Kalimba')
+      await npp.updateProfileField('username', 'kalimba-kid')
+      await npp.incrementPracticeCounter('QmFromTheBrowser')
+      await npp.incrementPracticeCounter('QmFromTheBrowser')
+    })
+    const kept = async (p: Page): Promise<void> => {
+      assert.equal(await p.textContent('#peer-id'), peerId)
+      assert.equal(await p.textContent('#username'), 'kalimba-kid')
+      assert.deepEqual(await p.evaluate(async () => await (window as any).NPP.getPieceByHash('QmFromTheBrowser')), { hash: 'QmFromTheBrowser', instrument: 'Kalimba' })
+      assert.equal(await p.evaluate(async () => await (window as any).NPP.getPracticeCount('QmFromTheBrowser')), 2)
+    }
 
-    // IndexedDB keeps the identity and the pieces
+    // a reload: IndexedDB keeps the identity and every database
     await page.evaluate(async () => { await (window as any).NPP.stop() })
     await open(`${relay.httpUrl}/config`, page)
-    assert.equal(await page.textContent('#peer-id'), peerId)
-    assert.deepEqual(await page.evaluate(async () => await (window as any).NPP.getPieceByHash('QmFromTheBrowser')), { hash: 'QmFromTheBrowser', instrument: 'Kalimba' })
-    await page.context().close()
+    await kept(page)
+
+    // a browser restart with the same profile, without a clean stop first
+    await context.close()
+    context = await loopbackOnly(await launchWithProfile(profile))
+    await kept(await open(`${relay.httpUrl}/config`, context.pages()[0] ?? await context.newPage()))
+    await context.close()
   })
 
   it('the demo\'s controls work when clicked (add, file, edit, practise, search, delete), on a phone-sized screen', async (t) => {

@@ -121,6 +121,8 @@ try {
   await a2.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
   report.reloadedSameId = (await a2.textContent('#peer-id')) === aId
   report.reloadedPieces = await a2.evaluate(async () => (await (window as any).NPP.getAllPieces()).length)
+  // its companions register came back from IndexedDB too (B's replica is queryable before any reconnect)
+  report.reloadedKnowsB = await a2.evaluate(async (bId: string) => (await (window as any).NPP.getCompanions()).some((c: any) => c.nodeId === bId), pageIds[1])
   await back
   report.backOnline = true
   process.stdout.write(JSON.stringify(report) + '\n')

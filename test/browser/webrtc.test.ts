@@ -81,6 +81,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
     assert.equal(report.offlineSourceOnline, false, 'A shown offline')
     assert.equal(report.reloadedSameId, true, 'A comes back with the same peer id')
     assert.equal(report.reloadedPieces, 200, 'and its pieces')
+    assert.equal(report.reloadedKnowsB, true, 'and its companions')
     assert.equal(report.backOnline, true, 'and B sees it online again')
   })
 })

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { serveStatic } from '../../scripts/static-server.ts'
 import { build } from 'vite'
-import { chromium, type Browser } from 'playwright-core'
+import { chromium, type Browser, type BrowserContext } from 'playwright-core'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 export const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -22,4 +22,10 @@ export async function launch (): Promise<Browser> {
     throw new Error(`Chromium is not at ${CHROMIUM}: install Debian's chromium (npm test does it via scripts/ensure-chromium.sh as root) or set CHROMIUM_PATH`)
   }
   return await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+}
+
+/** A browser with a profile on disk (`userDataDir`): closing it and launching again is a browser restart. */
+export async function launchWithProfile (userDataDir: string): Promise<BrowserContext> {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}`)
+  return await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
 }
