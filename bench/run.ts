@@ -1,10 +1,11 @@
 /**
  * `npm run bench [-- --full] [-- --write]`: the library's catalog store
  * against raw `@orbitdb/core` `Documents`, side by side in the same run.
- * Prints medians and ratios; `--write` also replaces bench/RESULTS.md.
+ * Prints medians and ratios; `--write` also replaces its section of
+ * bench/RESULTS.md (the notes around it stay).
  * Loopback only; temporary directories only.
  */
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
+import { mkdtemp, rm, readFile } from 'node:fs/promises'
 import { tmpdir, cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
@@ -14,6 +15,7 @@ import { createStack, type Stack } from '../src/stack.ts'
 import { Catalog, CATALOG_TYPE } from '../src/catalog-store.ts'
 import { createNewPiecePlease, type NewPiecePlease } from '../src/index.ts'
 import { ProcessPeer } from '../test/helpers/process-peer.ts'
+import { writeSection } from './results.ts'
 
 useDatabaseType(Catalog)
 const args = process.argv.slice(2)
@@ -232,7 +234,6 @@ const table = ['| scenario | raw `Documents` | new-piece-please | ratio (raw/our
   ...rows.map(r => `| ${r.scenario} | ${r.raw} | ${r.ours} | ${r.ratio} | ${r.target} |`)].join('\n')
 console.log('\n' + table)
 if (args.includes('--write')) {
-  const md = `# Benchmark results\n\nProduced by \`npm run bench -- ${FULL ? '--full ' : ''}--write\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} x ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Medians of ${sizes.runs} runs where the scenario is cheap enough; raw and ours measured in the same run over TCP loopback.\n\n${table}\n`
-  await writeFile(new URL('RESULTS.md', import.meta.url), md)
+  await writeSection('node', `Produced by \`npm run bench -- ${FULL ? '--full ' : ''}--write\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} x ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Medians of ${sizes.runs} runs where the scenario is cheap enough; raw and ours measured in the same run over TCP loopback.\n\n${table}`)
 }
 process.exit(0)

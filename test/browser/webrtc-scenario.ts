@@ -57,6 +57,31 @@ try {
   report.fromA = query.results.filter((r: any) => r.owner === aId).length
   report.aId = aId
 
+  if (process.env.NPP_SCENARIO_BASELINE != null) {
+    // for the benchmark: 200 pieces as raw OrbitDB Documents (an entry per
+    // piece) and as our catalog (batched), both written in A and replicated
+    // by B over the same WebRTC link in the same run
+    const addresses = await a.evaluate(async () => {
+      const npp = (window as any).NPP
+      const docs = Array.from({ length: 200 }, (_, i) => ({ hash: `QmBase${i}`, instrument: i % 2 === 0 ? 'Piano' : 'Viola' }))
+      const raw = await npp.orbitdb.open('baseline-raw', { type: 'documents' })
+      for (const d of docs) await raw.put({ _id: d.hash, ...d })
+      const ours = await npp.orbitdb.open('baseline-ours', { type: 'npp-catalog' })
+      await ours.batch({ put: docs })
+      return { raw: raw.address, ours: ours.address }
+    })
+    for (const kind of ['raw', 'ours'] as const) {
+      report[`replicate200${kind === 'raw' ? 'Raw' : 'Ours'}Ms`] = await b.evaluate(async (address: string) => {
+        const t = performance.now()
+        const db = await (window as any).NPP.orbitdb.open(address)
+        while ((await db.all()).length < 200) await new Promise(resolve => db.events.once('update', resolve))
+        const ms = performance.now() - t
+        await db.close()
+        return ms
+      }, addresses[kind])
+    }
+  }
+
   // a Node peer joins through the same relay: both pages find it and link to it over WebRTC
   const pages = [a, b]
   const pageIds = [aId, await b.evaluate(() => (window as any).NPP.peerId)]

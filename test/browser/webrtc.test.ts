@@ -1,53 +1,33 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { tempDir } from '../helpers/peers.ts'
 import { buildDemo } from '../helpers/browser.ts'
+import { makeNamespace, type Namespace } from '../helpers/netns.ts'
 
 const scenario = fileURLToPath(new URL('./webrtc-scenario.ts', import.meta.url))
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
-const ns = `npp-test-${process.pid}`
-
-/** Make a network namespace with loopback and an internal veth pair whose default route leads nowhere. */
-function makeNamespace (): string | undefined {
-  if (process.getuid?.() !== 0) return 'not root'
-  try {
-    const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: 'pipe' }) }
-    ip('netns', 'add', ns)
-    const inNs = (...args: string[]): void => { ip('netns', 'exec', ns, 'ip', ...args) }
-    inNs('link', 'set', 'lo', 'up')
-    inNs('link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth1')
-    // TEST-NET-1 addresses, inside the namespace only
-    inNs('addr', 'add', '192.0.2.1/24', 'dev', 'veth0')
-    inNs('addr', 'add', '192.0.2.2/24', 'dev', 'veth1')
-    inNs('link', 'set', 'veth0', 'up')
-    inNs('link', 'set', 'veth1', 'up')
-    inNs('route', 'add', 'default', 'via', '192.0.2.254')
-    return undefined
-  } catch (err: any) {
-    return `cannot make a network namespace: ${err?.message ?? err}`
-  }
-}
 
 describe('two browsers over WebRTC (in a network namespace)', () => {
-  let unavailable: string | undefined
+  let ns: Namespace | string = ''
   let site = ''
   before(async () => {
-    unavailable = makeNamespace()
+    ns = makeNamespace(`npp-test-${process.pid}`)
     site = await tempDir()
     await buildDemo(site)
   })
-  after(() => { try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch {} })
+  after(() => { if (typeof ns !== 'string') ns.remove() })
 
   it('two pages find each other through the relay, link directly over WebRTC, search each other; a Node peer joins and both pages find it; A leaves, B still answers from its replica; A returns with the same id and data', async (t) => {
-    if (unavailable != null) {
+    if (typeof ns === 'string') {
       // WebRTC gathers no candidates on a loopback-only host: without a namespace this cannot run
-      process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${unavailable}\n\n`)
-      t.skip(unavailable)
+      process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${ns}\n\n`)
+      t.skip(ns)
       return
     }
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--conditions=npp-source', '--import', guard, scenario, site], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, ...argv] = ns.exec(process.execPath, '--conditions=npp-source', '--import', guard, scenario, site)
+    const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', d => { out += String(d) })
