@@ -26,7 +26,8 @@ const relay = await createRelay({
 })
 const site = await serveStatic(out, host, Number(process.env.NPP_WEB_PORT ?? 5173))
 console.log(`relay ${relay.peerId} (${relay.httpUrl}/health)`)
-console.log(`\nOpen the demo: ${site.url}/?relay=${encodeURIComponent(`${relay.httpUrl}/config`)}\n(in two tabs or browsers to see them become companions; Ctrl-C stops)`)
+const page = (profile: string): string => `${site.url}/?relay=${encodeURIComponent(`${relay.httpUrl}/config`)}&profile=${profile}`
+console.log(`\nOpen the demo: ${page('a')}\nand, in another tab, a second peer: ${page('b')}\n(each profile is its own catalog and peer id, kept in this browser; the two become companions. Ctrl-C stops)`)
 
 const stop = (): void => {
   Promise.all([site.close(), relay.stop(), rm(out, { recursive: true, force: true })])

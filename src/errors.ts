@@ -105,3 +105,8 @@ export class RelayStartError extends NewPiecePleaseError {
 export class RelayUnavailableError extends NewPiecePleaseError {
   override name = 'RelayUnavailableError'
 }
+
+/** The storage `directory` is in use by another instance (another process in Node, another tab of the same origin in a browser). */
+export class StorageLockedError extends NewPiecePleaseError {
+  override name = 'StorageLockedError'
+}

@@ -183,6 +183,8 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     blockstore = new MemoryBlockstore()
     datastore = new MemoryDatastore()
   } else {
+    const lock = await platform.lockStorage(init.directory)
+    closers.push(async () => { await lock.release() })
     const bs = new LevelBlockstore(joinPath(init.directory, 'blocks'))
     const ds = new LevelDatastore(joinPath(init.directory, 'datastore'))
     await bs.open()

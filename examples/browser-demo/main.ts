@@ -6,7 +6,12 @@
 import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece } from 'new-piece-please'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
-const relay = new URLSearchParams(location.search).get('relay') ?? 'http://127.0.0.1:9090/config'
+const params = new URLSearchParams(location.search)
+const relay = params.get('relay') ?? 'http://127.0.0.1:9090/config'
+// one catalog (and peer id) per profile: tabs of one browser share IndexedDB,
+// so a second peer in the same browser needs `?profile=<name>`
+const profile = params.get('profile') ?? ''
+const directory = profile === '' ? 'new-piece-please' : `new-piece-please-${profile}`
 const short = (id: string): string => `…${id.slice(-8)}`
 
 function showError (err: any): void {
@@ -90,7 +95,7 @@ async function main (): Promise<void> {
   debug.checked = localStorage.debug === 'npp:*'
   debug.addEventListener('change', () => { debug.checked ? localStorage.debug = 'npp:*' : localStorage.removeItem('debug') })
 
-  const npp = await createNewPiecePlease({ relay, directory: 'new-piece-please' })
+  const npp = await createNewPiecePlease({ relay, directory })
   ;(window as any).NPP = npp
   $('peer-id').textContent = npp.peerId
   $('username').textContent = String(await npp.getProfileField('username'))
@@ -167,4 +172,14 @@ async function main (): Promise<void> {
 main().catch((err) => {
   $('status').textContent = 'failed'
   showError(err)
+  if (err?.name === 'StorageLockedError') {
+    // this catalog is open in another tab: offer a second peer instead
+    const next = new URLSearchParams(params)
+    next.set('profile', Math.random().toString(36).slice(2, 8))
+    const a = document.createElement('a')
+    a.id = 'second-profile'
+    a.href = `?${next.toString()}`
+    a.textContent = 'open a second peer (its own catalog) in this tab'
+    $('error').append(document.createElement('br'), a)
+  }
 })

@@ -13,6 +13,7 @@ import { webRTC } from '@libp2p/webrtc'
 import type { PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
 import { browserGater } from '../gater.ts'
+import { StorageLockedError } from '../errors.ts'
 
 export const platform: PlatformDefaults = {
   name: 'browser',
@@ -25,5 +26,20 @@ export const platform: PlatformDefaults = {
   // a browser can only dial WebSockets itself; everything else goes through the relay or WebRTC
   canDialDirectly: (addr) => /\/(ws|wss|tls\/ws)(\/p2p\/[^/]+)?$/.test(addr) && !addr.includes('/p2p-circuit'),
   connectionGater: (trusted) => browserGater(trusted),
+  // IndexedDB has no lock of its own: two tabs on one catalog would be the
+  // same peer twice. A Web Lock is released when the tab closes or crashes.
+  lockStorage: async (directory) => {
+    const locks = (globalThis.navigator as any)?.locks
+    if (locks?.request == null) return { release: async () => {} }
+    return await new Promise((resolve, reject) => {
+      locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
+        if (lock == null) {
+          reject(new StorageLockedError(`the catalog "${directory}" is open in another tab or window of this site; close it or use another directory`))
+          return
+        }
+        await new Promise<void>(release => { resolve({ release: async () => { release() } }) })
+      }).catch(reject)
+    })
+  },
   extraServices: () => ({})
 }

@@ -10,6 +10,8 @@ import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
 import { logger } from '../logger.ts'
+import { joinPath } from '../path.ts'
+import { StorageLockedError } from '../errors.ts'
 
 const log = logger('platform')
 
@@ -46,5 +48,18 @@ export const platform: PlatformDefaults = {
   // TCP, not WebSockets (Node peers do not listen on them by default) and not through a relay
   canDialDirectly: (addr) => /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(addr),
   connectionGater: () => undefined,
+  // a tiny LevelDB beside the data: its LOCK is an OS lock, released even
+  // when the holder is killed, and it says clearly who failed and why
+  lockStorage: async (directory) => {
+    const { Level } = await import('level')
+    const db = new Level(joinPath(directory, 'instance-lock'))
+    try {
+      await db.open()
+    } catch (err: any) {
+      if (err?.cause?.code === 'LEVEL_LOCKED') throw new StorageLockedError(`${directory} is in use by another new-piece-please instance (in this or another process); stop it or use another directory`)
+      throw err
+    }
+    return { release: async () => { await db.close() } }
+  },
   extraServices: () => ({})
 }

@@ -21,5 +21,10 @@ export interface PlatformDefaults {
   canDialDirectly(addr: string): boolean
   /** `trusted`: the configured relay and bootstrap addresses, which may be dialed even where the platform's default would refuse them. */
   connectionGater(trusted: readonly string[]): ConnectionGater | undefined
+  /**
+   * Claim `directory` for this instance until `release()`; rejects with
+   * `StorageLockedError` when another instance (process, tab) holds it.
+   */
+  lockStorage(directory: string): Promise<{ release(): Promise<void> }>
   extraServices(): Record<string, any>
 }

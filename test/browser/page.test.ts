@@ -128,6 +128,20 @@ describe('in Chromium', () => {
     await page.context().close()
   })
 
+  it('a second tab on the same catalog is refused with StorageLockedError and offered a second profile (its own peer)', async () => {
+    const first = await open(`${relay.httpUrl}/config`)
+    assert.equal(await first.textContent('#status'), 'ready')
+    const second = await first.context().newPage()
+    await open(`${relay.httpUrl}/config`, second)
+    assert.equal(await second.textContent('#status'), 'failed')
+    assert.match(await second.textContent('#error') ?? '', /^StorageLockedError: the catalog "new-piece-please" is open in another tab/)
+    await second.click('#second-profile')
+    await second.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
+    assert.match(second.url(), /[?&]profile=\w+/)
+    assert.notEqual(await second.textContent('#peer-id'), await first.textContent('#peer-id'), 'a peer of its own')
+    await first.context().close()
+  })
+
   it('shows a malformed relay config as an error in the page', async () => {
     // the site's own index.html is not a relay config
     const page = await open(`${site.url}/index.html`)

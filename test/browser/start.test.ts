@@ -21,19 +21,26 @@ describe('npm start', () => {
     child.stdout.on('data', d => { out += String(d) })
     child.stderr.on('data', d => { err += String(d) })
     const exited = new Promise<number | null>(resolve => child.on('exit', resolve))
-    const url = await new Promise<string>((resolve, reject) => {
+    const urls = await new Promise<[string, string]>((resolve, reject) => {
       child.stdout.on('data', () => {
-        const found = /Open the demo: (\S+)/.exec(out)?.[1]
-        if (found != null) resolve(found)
+        const found = /Open the demo: (\S+)\nand, in another tab, a second peer: (\S+)/.exec(out)
+        if (found != null) resolve([found[1]!, found[2]!])
       })
       child.on('exit', () => { reject(new Error(`npm start exited: ${out} ${err}`)) })
     })
     const browser = await launch()
     try {
-      const page = await browser.newPage()
-      await page.goto(url)
-      await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
-      assert.equal(await page.textContent('#status'), 'ready', await page.textContent('#error') ?? '')
+      // two tabs of one browser, as the printed URLs say: two peers
+      const context = await browser.newContext()
+      const ids = []
+      for (const url of urls) {
+        const page = await context.newPage()
+        await page.goto(url)
+        await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
+        assert.equal(await page.textContent('#status'), 'ready', await page.textContent('#error') ?? '')
+        ids.push(await page.textContent('#peer-id'))
+      }
+      assert.notEqual(ids[0], ids[1])
     } finally {
       await browser.close()
     }

@@ -2,7 +2,8 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { cp } from 'node:fs/promises'
-import { createNewPiecePlease, type NewPiecePlease } from '../../src/index.ts'
+import { createNewPiecePlease, StorageLockedError, type NewPiecePlease } from '../../src/index.ts'
+import { ProcessPeer } from '../helpers/process-peer.ts'
 import { peer, tempDir, befriend, nextEvent, until, LOOPBACK } from '../helpers/peers.ts'
 
 describe('offline companions, restarts and reconnects', () => {
@@ -128,5 +129,22 @@ describe('offline companions, restarts and reconnects', () => {
     }
     const { results } = await me.queryCatalog({ instrument: 'Bassoon' })
     assert.deepEqual(results.map(r => r.owner), [other.peerId, other.peerId])
+  })
+
+  it('a directory in use is refused with StorageLockedError, in this process or another; it opens again once the holder stops or is killed', async () => {
+    const dir = await tempDir()
+    const first = await createNewPiecePlease({ directory: dir, listen: LOOPBACK })
+    await first.addNewPiece('QmMine', 'Lute')
+    await assert.rejects(createNewPiecePlease({ directory: dir, listen: LOOPBACK }), StorageLockedError)
+    await first.stop()
+
+    const holder = await ProcessPeer.start({ directory: dir, listen: LOOPBACK })
+    await assert.rejects(createNewPiecePlease({ directory: dir, listen: LOOPBACK }), (err: any) => err instanceof StorageLockedError && err.message.includes(dir))
+    holder.kill() // no clean stop: the OS releases the lock with the process
+    await holder.exited
+    const again = await createNewPiecePlease({ directory: dir, listen: LOOPBACK })
+    assert.equal(again.peerId, first.peerId)
+    assert.equal((await again.getPieceByHash('QmMine'))?.instrument, 'Lute', 'the refused attempts left the data alone')
+    await again.stop()
   })
 })
