@@ -8,7 +8,8 @@
  *   --http-host <host>         HTTP API host (default 127.0.0.1)
  *   --http-port <port>         HTTP API port (default 9090; 0 picks a free one)
  *   --key-file <path>          private key file, created if missing (default ./.npp-relay/relay.key)
- *   --config <file.json>       any of the above as JSON ({ listen, announce, httpHost, httpPort, keyFile, trusted })
+ *   --max-reservations <n>     peers that may hold a reservation at once (default 256)
+ *   --config <file.json>       any of the above as JSON ({ listen, announce, httpHost, httpPort, keyFile, trusted, maxReservations })
  */
 import { readFile } from 'node:fs/promises'
 import { createRelay, type RelayInit } from './relay.ts'
@@ -32,6 +33,7 @@ async function parse (argv: string[]): Promise<RelayInit> {
       case '--http-host': init.httpHost = value; break
       case '--http-port': init.httpPort = Number(value); break
       case '--key-file': init.keyFile = value; break
+      case '--max-reservations': init.maxReservations = Number(value); break
       case '--config': {
         let text: string
         try {
@@ -46,7 +48,7 @@ async function parse (argv: string[]): Promise<RelayInit> {
           throw new RelayConfigError(`config file ${value} is not JSON: ${err?.message ?? err}`)
         }
         if (json == null || typeof json !== 'object' || Array.isArray(json)) throw new RelayConfigError(`config file ${value} must hold a JSON object`)
-        const allowed = new Set(['listen', 'announce', 'httpHost', 'httpPort', 'keyFile', 'trusted', 'trustedRedialInterval'])
+        const allowed = new Set(['listen', 'announce', 'httpHost', 'httpPort', 'keyFile', 'trusted', 'trustedRedialInterval', 'maxReservations'])
         const unknown = Object.keys(json).filter(k => !allowed.has(k))
         if (unknown.length > 0) throw new RelayConfigError(`config file ${value}: unknown key(s) ${unknown.join(', ')}`)
         init = { ...init, ...(json as RelayInit) }

@@ -31,6 +31,12 @@ export const DEFAULT_RELAY_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0/ws
 export const DEFAULT_RELAY_HTTP_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_HTTP_PORT = 0
 export const DEFAULT_TRUSTED_REDIAL_INTERVAL = 10_000
+/** Peers that may hold a reservation at once (every browser holds one to be reachable); libp2p's own default is 15. */
+export const DEFAULT_MAX_RESERVATIONS = 256
+/** A relayed connection is for signalling (WebRTC SDP, discovery): it is closed after this long... */
+export const RELAYED_DURATION_LIMIT = 2 * 60_000
+/** ...or after this many bytes, whichever comes first. */
+export const RELAYED_DATA_LIMIT = 128n * 1024n
 
 export interface RelayInit {
   /** libp2p listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/tcp/0'] */
@@ -47,6 +53,8 @@ export interface RelayInit {
   trusted?: string[]
   /** How often trusted peers that are not connected are redialed (ms). @default 10000 */
   trustedRedialInterval?: number
+  /** Peers that may hold a reservation at once. @default 256 */
+  maxReservations?: number
 }
 
 export interface RelayConfig {
@@ -131,6 +139,8 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
     // the peer id tells whether it is connected, and lets browsers reach it through this relay
     if (!/\/p2p\/[^/]+$/.test(t)) throw new RelayConfigError(`trusted: ${describe(t)} must end with /p2p/<peer id>`)
   }
+  const maxReservations = init.maxReservations ?? DEFAULT_MAX_RESERVATIONS
+  if (!Number.isInteger(maxReservations) || maxReservations < 1 || maxReservations > 100_000) throw new RelayConfigError(`expected maxReservations to be an integer from 1 to 100000, got ${describe(maxReservations)}`)
   const httpHost = init.httpHost ?? DEFAULT_RELAY_HTTP_HOST
   const httpPort = init.httpPort ?? DEFAULT_RELAY_HTTP_PORT
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new RelayConfigError(`expected httpPort to be a port number, got ${describe(httpPort)}`)
@@ -148,7 +158,14 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       services: {
         identify: identify(),
         pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
-        relay: circuitRelayServer()
+        relay: circuitRelayServer({
+          reservations: {
+            maxReservations,
+            applyDefaultLimit: true,
+            defaultDurationLimit: RELAYED_DURATION_LIMIT,
+            defaultDataLimit: RELAYED_DATA_LIMIT
+          }
+        })
       }
     })
   } catch (err: any) {
@@ -181,7 +198,11 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       send(200, libp2p.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), direction: c.direction })))
       return
     }
-    if (path === '/health') { send(200, { status: 'ok', peerId: libp2p.peerId.toString(), connections: libp2p.getConnections().length, uptimeMs: Date.now() - started }); return }
+    if (path === '/health') {
+      const reservations = (libp2p.services as any).relay?.reservations?.size ?? 0
+      send(200, { status: 'ok', peerId: libp2p.peerId.toString(), connections: libp2p.getConnections().length, reservations, maxReservations, uptimeMs: Date.now() - started })
+      return
+    }
     send(404, { error: `no ${path}; try /config, /peers or /health` })
   })
   let port: number

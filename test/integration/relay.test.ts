@@ -32,6 +32,8 @@ describe('the relay', () => {
     const health = await getJson(`${r.httpUrl}/health`)
     assert.equal(health.status, 'ok')
     assert.equal(health.peerId, r.peerId)
+    assert.equal(health.reservations, 0)
+    assert.equal(health.maxReservations, 256, 'room for many browsers (libp2p alone allows 15)')
     const config = await getJson(`${r.httpUrl}/config`)
     assert.equal(config.peerId, r.peerId)
     assert.ok(config.websocket.length > 0 && config.websocket.every((m: string) => m.startsWith('/ip4/127.0.0.1/tcp/') && m.includes('/ws/p2p/')))
@@ -59,6 +61,7 @@ describe('the relay', () => {
     await assert.rejects(createRelay({ keyFile: bad }), RelayConfigError)
     await assert.rejects(createRelay({ listen: ['nonsense'] }), RelayConfigError)
     await assert.rejects(createRelay({ httpPort: 70000 }), RelayConfigError)
+    await assert.rejects(createRelay({ maxReservations: 0 }), RelayConfigError)
 
     const busy = createServer()
     await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
@@ -126,6 +129,7 @@ describe('the relay', () => {
         })
       }
     }
+    assert.equal((await getJson(`${r.httpUrl}/health`)).reservations, 2, 'the relay reports both reservations')
     const links = a.libp2p.getConnections().filter(c => c.remotePeer.toString() === b.peerId)
     assert.ok(links.some(c => c.limits == null && /^\/ip4\/127\.0\.0\.1\/tcp\/\d+/.test(c.remoteAddr.toString()) && !c.remoteAddr.toString().includes('p2p-circuit')),
       `a direct TCP connection: ${links.map(c => c.remoteAddr.toString()).join(', ')}`)
