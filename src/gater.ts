@@ -10,7 +10,7 @@
 import type { ConnectionGater } from '@libp2p/interface'
 import { isPrivate } from '@libp2p/utils'
 import { WebSockets } from '@multiformats/multiaddr-matcher'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 
 /** The transport part of a configured address (without its `/p2p/<id>`), with its peer id when given. */
 function prefix (addr: string): { transport: string, peer?: string } {
@@ -20,7 +20,8 @@ function prefix (addr: string): { transport: string, peer?: string } {
 }
 
 export function browserGater (allowed: readonly string[]): ConnectionGater {
-  const trusted = allowed.map(prefix)
+  // compared as strings: the canonical form, as libp2p prints the dialed ones
+  const trusted = allowed.map(a => prefix(multiaddr(a).toString()))
   const isTrusted = (ma: Multiaddr): boolean => {
     const s = ma.toString()
     return trusted.some(({ transport, peer }) => {

@@ -230,7 +230,9 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       pubsubDiscovery: o.pubsubDiscovery,
       relay: o.relay != null,
       iceServers: o.iceServers,
-      trusted: [...relayAddrs, ...o.bootstrap, ...relay.trusted],
+      // only what the user configured: the relay's trusted peers are reached
+      // through the relay (allowed as its addresses' prefix) or on public addresses
+      trusted: [...relayAddrs, ...o.bootstrap],
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })
@@ -241,7 +243,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // relay reservation (and so our WebRTC address) is the slow part of being
     // found. Peers that connect meanwhile are announced to when discovery starts.
     if (o.pubsubDiscovery || relay.trusted.length > 0) {
-      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly })
+      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly, keepInterval: o.reconnectInterval })
       if (o.pubsubDiscovery) this.autoDial.start()
     }
     for (const addr of [...relayAddrs, ...o.bootstrap]) {
@@ -252,11 +254,16 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     }
     // the relay's trusted peers: directly when this platform can, else over
     // WebRTC signalled through the relay (they hold a reservation on it)
+    // (resolveRelay kept only well-formed entries; they are kept linked, redialed every reconnectInterval)
     for (const addr of relay.trusted) {
       const id = addr.slice(addr.lastIndexOf('/p2p/') + 5)
       if (id === peerId) continue
-      const candidates = [addr, ...relayAddrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
-      this.autoDial?.consider(parsePeerId(id), candidates.map(parseMultiaddr))
+      try {
+        const candidates = [addr, ...relayAddrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
+        this.autoDial?.keep(parsePeerId(id), candidates.map(parseMultiaddr))
+      } catch (err: any) {
+        log.error('ignoring trusted peer %s from the relay: %s', addr, err?.message ?? err)
+      }
     }
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
     const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: [...CATALOG_INDEX_FIELDS], memory: o.storage === 'memory' })

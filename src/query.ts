@@ -62,10 +62,13 @@ async function runQuery (db: CatalogLike<Piece>, filter: PieceFilter | undefined
 export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceFilter | undefined, timeout: number, options: Pick<QueryOptions, 'signal' | 'onProgress'> = {}): Promise<QueryResult> {
   const { signal, onProgress } = options
   const progress = (evt: CustomProgressEvent<any>): void => {
+    const failed = (err: any): void => { log.error('a query progress listener failed: %s', err?.message ?? err) }
     try {
-      onProgress?.(evt as any)
+      const returned: unknown = onProgress?.(evt as any)
+      // an async listener's rejection must not go unhandled either
+      if (returned != null && typeof (returned as Promise<unknown>).then === 'function') (returned as Promise<unknown>).then(undefined, failed)
     } catch (err: any) {
-      log.error('a query progress listener threw: %s', err?.message ?? err)
+      failed(err)
     }
   }
   const predicate = toPredicate(filter)

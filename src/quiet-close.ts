@@ -10,6 +10,7 @@ import { logger } from './logger.ts'
 const log = logger('sync')
 let closing = 0
 let original: typeof console.error | undefined
+let wrapper: typeof console.error | undefined
 
 function isAbort (err: unknown): boolean {
   if (err == null || typeof err !== 'object') return false
@@ -24,20 +25,23 @@ export async function closeQuietly (close: () => Promise<void>): Promise<void> {
   if (closing++ === 0) {
     original = console.error
     const print = original
-    console.error = (...args: unknown[]): void => {
+    wrapper = (...args: unknown[]): void => {
       if (args.length === 1 && isAbort(args[0])) {
         log('a read cancelled by close: %s', (args[0] as Error).message)
         return
       }
       print.apply(console, args)
     }
+    console.error = wrapper
   }
   try {
     await close()
   } finally {
     if (--closing === 0 && original != null) {
-      console.error = original
+      // someone else replaced console.error meanwhile: theirs stays
+      if (console.error === wrapper) console.error = original
       original = undefined
+      wrapper = undefined
     }
   }
 }

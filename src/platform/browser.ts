@@ -14,6 +14,9 @@ import type { PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
 import { browserGater } from '../gater.ts'
 import { StorageLockedError } from '../errors.ts'
+import { logger } from '../logger.ts'
+
+const log = logger('platform')
 
 export const platform: PlatformDefaults = {
   name: 'browser',
@@ -30,15 +33,24 @@ export const platform: PlatformDefaults = {
   // same peer twice. A Web Lock is released when the tab closes or crashes.
   lockStorage: async (directory) => {
     const locks = (globalThis.navigator as any)?.locks
-    if (locks?.request == null) return { release: async () => {} }
+    if (locks?.request == null) {
+      // insecure contexts (a page on a LAN address over http) have no Web Locks
+      log.error('no Web Locks here (an insecure context?): a second tab on "%s" would not be refused', directory)
+      return { release: async () => {} }
+    }
     return await new Promise((resolve, reject) => {
-      locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
+      let held: Promise<unknown> | undefined
+      held = locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
         if (lock == null) {
           reject(new StorageLockedError(`the catalog "${directory}" is open in another tab or window of this site; close it or use another directory`))
           return
         }
-        await new Promise<void>(release => { resolve({ release: async () => { release() } }) })
-      }).catch(reject)
+        await new Promise<void>(release => {
+          // resolves once the lock is really given back, so a start right after a stop finds it free
+          resolve({ release: async () => { release(); await held?.catch(() => {}) } })
+        })
+      })
+      held?.catch(reject)
     })
   },
   extraServices: () => ({})

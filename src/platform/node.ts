@@ -30,7 +30,7 @@ export const platform: PlatformDefaults = {
   relayListen: RELAY_LISTEN,
   transports: async ({ relay, iceServers }) => {
     if (!relay) return { transports: [tcp()], release: async () => {} }
-    const [{ circuitRelayTransport }, { webRTC }] = await Promise.all([import('@libp2p/circuit-relay-v2'), import('@libp2p/webrtc')])
+    const [{ circuitRelayTransport }, { webRTC }, { cleanup }] = await Promise.all([import('@libp2p/circuit-relay-v2'), import('@libp2p/webrtc'), import('node-datachannel')])
     webrtcStacks++
     let released = false
     return {
@@ -38,8 +38,9 @@ export const platform: PlatformDefaults = {
       release: async () => {
         if (released) return
         released = true
+        // no await between the count and the cleanup: a stack starting now
+        // either counted already (no cleanup) or starts after it
         if (--webrtcStacks > 0) return
-        const { cleanup } = await import('node-datachannel')
         cleanup()
         log('released WebRTC resources (node-datachannel cleanup)')
       }

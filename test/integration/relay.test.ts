@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
@@ -91,6 +92,19 @@ describe('the relay', () => {
     assert.equal(found.username, 'archive')
     const { results } = await visitor.queryCatalog({ instrument: 'Organ' })
     assert.deepEqual(results.map(p => [p.hash, p.owner]), [['QmArchived', archive.peerId]])
+
+    // a config with broken trusted entries (whoever serves it): they are left out, never fatal
+    const bogus = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ ...r.config(), trusted: ['/ip4/127.0.0.1/tcp/1/p2p/not-a-peer-id', 42, 'nonsense', `${archiveAddr}/extra`, archiveAddr] }))
+    })
+    await new Promise<void>(resolve => bogus.listen(0, '127.0.0.1', resolve))
+    try {
+      const second = await peer({ relay: `http://127.0.0.1:${(bogus.address() as any).port}/config`, pubsubDiscovery: false })
+      await nextEvent(second, 'db:discovered', c => c.nodeId === archive.peerId, 20_000)
+    } finally {
+      bogus.close()
+    }
   })
 
   it('lets peers that only know the relay find each other and become companions', async () => {

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { cp } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { createNewPiecePlease, StorageLockedError, type NewPiecePlease } from '../../src/index.ts'
 import { ProcessPeer } from '../helpers/process-peer.ts'
 import { peer, tempDir, befriend, nextEvent, until, LOOPBACK } from '../helpers/peers.ts'
@@ -136,7 +137,17 @@ describe('offline companions, restarts and reconnects', () => {
     const first = await createNewPiecePlease({ directory: dir, listen: LOOPBACK })
     await first.addNewPiece('QmMine', 'Lute')
     await assert.rejects(createNewPiecePlease({ directory: dir, listen: LOOPBACK }), StorageLockedError)
+    const busyPort = first.getMultiaddrs()[0]!.split('/')[4]
     await first.stop()
+
+    // a start that fails after taking the lock (its port is taken) gives it back
+    const squatter = createServer()
+    await new Promise<void>(resolve => squatter.listen(Number(busyPort), '127.0.0.1', resolve))
+    try {
+      await assert.rejects(createNewPiecePlease({ directory: dir, listen: [`/ip4/127.0.0.1/tcp/${busyPort}`] }), (err: any) => !(err instanceof StorageLockedError))
+    } finally {
+      squatter.close()
+    }
 
     const holder = await ProcessPeer.start({ directory: dir, listen: LOOPBACK })
     await assert.rejects(createNewPiecePlease({ directory: dir, listen: LOOPBACK }), (err: any) => err instanceof StorageLockedError && err.message.includes(dir))

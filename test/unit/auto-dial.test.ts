@@ -14,7 +14,7 @@ const newPeerId = async (): Promise<any> => peerIdFromPrivateKey(await generateK
  * does ('hang' until its signal aborts, 'fail' at once, or 'ok'). What is
  * dialed, and with which time limit, is recorded.
  */
-async function fakeLibp2p (behaviour: (n: number) => 'hang' | 'fail' | 'ok'): Promise<any> {
+async function fakeLibp2p (behaviour: (n: number, target: string) => 'hang' | 'fail' | 'deny' | 'ok'): Promise<any> {
   const self = await newPeerId()
   const connections: any[] = []
   const dials: Array<{ target: string, aborted: Promise<number> }> = []
@@ -31,7 +31,7 @@ async function fakeLibp2p (behaviour: (n: number) => 'hang' | 'fail' | 'ok'): Pr
     async dial (target: any, { signal }: { signal: AbortSignal }) {
       const n = dials.length + 1
       const started = Date.now()
-      const what = behaviour(n)
+      const what = behaviour(n, Array.isArray(target) ? target.map(String).join(' ') : String(target))
       const aborted = new Promise<number>(resolve => { signal.addEventListener('abort', () => { resolve(Date.now() - started) }, { once: true }) })
       dials.push({ target: Array.isArray(target) ? target.map(String).join(' ') : String(target), aborted })
       if (what === 'ok') {
@@ -40,7 +40,8 @@ async function fakeLibp2p (behaviour: (n: number) => 'hang' | 'fail' | 'ok'): Pr
         settled()
         return
       }
-      if (what === 'fail') { settled(); throw new Error('refused') }
+      if (what === 'fail') { settled(); throw new Error('connection refused') }
+      if (what === 'deny') { settled(); throw Object.assign(new Error('the gater refused'), { name: 'DialDeniedError' }) }
       await aborted
       if (n === WEBRTC_ATTEMPTS) settled()
       throw signal.reason
@@ -67,6 +68,7 @@ describe('AutoDial', () => {
     const firstLimit = await libp2p.dials[0].aborted
     assert.ok(firstLimit >= 45 && firstLimit < 1000, `the first attempt was bounded by its own limit (${firstLimit} ms)`)
     assert.ok(Date.now() - started < 2000, 'the retry came at once, not after the failure pause')
+    await new Promise(resolve => setImmediate(resolve)) // the dialer's own bookkeeping after the dial resolved
     assert.equal(dialer.retriedDials, 1)
     dialer.stop()
   })
@@ -87,14 +89,67 @@ describe('AutoDial', () => {
     dialer.stop()
   })
 
-  it('a Node peer dials another Node peer over TCP once, without WebRTC retries', async () => {
-    const libp2p = await fakeLibp2p(() => 'fail')
+  it('a Node peer dials another over TCP first, and over WebRTC when that fails (its announced TCP address may be its own loopback)', async () => {
+    const libp2p = await fakeLibp2p((_n, target) => target.includes('/webrtc/') ? 'ok' : 'fail')
     const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: nodePlatform.canDialDirectly })
     const [remote, relay] = [await newPeerId(), await newPeerId()]
     dialer.consider(remote, addrs(relay.toString(), remote.toString()))
     await libp2p.done
     await new Promise(resolve => setImmediate(resolve))
-    assert.deepEqual(libp2p.dials.map((d: any) => d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`])
+    assert.deepEqual(libp2p.dials.map((d: any) => d.target.includes('/webrtc/') ? 'webrtc' : d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`, 'webrtc'])
+    dialer.stop()
+  })
+
+  it('a Node peer that links over TCP does not touch WebRTC', async () => {
+    const libp2p = await fakeLibp2p(() => 'ok')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: nodePlatform.canDialDirectly })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    await libp2p.done
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    assert.deepEqual(libp2p.dials.map((d: any) => d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`], 'and a linked peer is not dialed again')
+    dialer.stop()
+  })
+
+  it('does not retry what would fail the same way again (a gater refusal)', async () => {
+    const libp2p = await fakeLibp2p(() => 'deny')
+    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 50 })
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    await libp2p.done
+    await new Promise(resolve => setImmediate(resolve))
+    assert.equal(libp2p.dials.length, 1)
+    dialer.stop()
+  })
+
+  it('keeps a kept peer linked: dialed again on its interval until it is', async () => {
+    const self = await newPeerId()
+    const [remote, relay] = [await newPeerId(), await newPeerId()]
+    const connections: any[] = []
+    let dials = 0
+    let linked: () => void = () => {}
+    const done = new Promise<void>(resolve => { linked = resolve })
+    // every round looks at the peer's connections first
+    let looks = 0
+    let onLook: () => void = () => {}
+    const libp2p: any = {
+      peerId: self,
+      addEventListener () {},
+      removeEventListener () {},
+      getConnections: () => { looks++; onLook(); return connections },
+      async dial () {
+        if (++dials < 3) throw new Error('not reachable yet')
+        connections.push({ remotePeer: remote, limits: undefined })
+        linked()
+      }
+    }
+    const dialer = new AutoDial(libp2p, { dialTimeout: 1000, canDialDirectly: nodePlatform.canDialDirectly, keepInterval: 20, retryAfterFailure: 0 })
+    dialer.keep(remote, [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`)])
+    await done
+    assert.equal(dials, 3, 'two failed rounds, then linked')
+    const seen = looks
+    await new Promise<void>(resolve => { onLook = () => { if (looks >= seen + 5) resolve() } })
+    assert.equal(dials, 3, 'five more rounds looked, and none dialed the linked peer')
     dialer.stop()
   })
 

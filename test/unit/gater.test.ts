@@ -27,6 +27,11 @@ describe('browser connection gater', () => {
     assert.equal(await refuses(`/ip4/127.0.0.1/tcp/9092/ws/p2p/${relay}`), true, 'another port, same claimed id')
   })
 
+  it('compares configured addresses in their canonical form', async () => {
+    const v6 = browserGater([`/ip6/0:0:0:0:0:0:0:1/tcp/9091/ws/p2p/${relay}`])
+    assert.equal(await v6.denyDialMultiaddr!(multiaddr(`/ip6/::1/tcp/9091/ws/p2p/${relay}/p2p-circuit/webrtc/p2p/${peer}`)), false)
+  })
+
   it('leaves public secure addresses alone', async () => {
     assert.equal(await refuses(`/dns4/relay.example.org/tcp/443/tls/ws/p2p/${peer}`), false)
     assert.equal(await refuses(`/ip4/93.184.216.34/tcp/443/tls/ws/p2p/${peer}`), false)

@@ -31,6 +31,14 @@ describe('closeQuietly', () => {
     assert.equal(console.error, before)
   })
 
+  it('leaves alone a console.error that someone else installed during the close', async () => {
+    const before = console.error
+    const theirs = (): void => {}
+    await closeQuietly(async () => { console.error = theirs })
+    assert.equal(console.error, theirs)
+    console.error = before
+  })
+
   it('restores console.error when the close throws', async () => {
     const before = console.error
     await assert.rejects(closeQuietly(async () => { throw new Error('boom') }), /boom/)
