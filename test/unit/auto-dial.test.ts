@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { AutoDial, WEBRTC_ATTEMPTS } from '../../src/auto-dial.ts'
+import { AutoDial, WEBRTC_ATTEMPTS, type AutoDialOptions } from '../../src/auto-dial.ts'
 import { platform as nodePlatform } from '../../src/platform/node.ts'
 import { platform as browserPlatform } from '../../src/platform/browser.ts'
 
@@ -55,13 +55,21 @@ const addrs = (relay: string, peer: string): Multiaddr[] => [
   multiaddr(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${relay}/p2p-circuit/webrtc/p2p/${peer}`)
 ]
 
+/** A dialer over a fake libp2p, already asked to dial a peer that offers TCP, a relayed and a WebRTC address. */
+async function dialing (behaviour: Parameters<typeof fakeLibp2p>[0], options: Partial<AutoDialOptions> & { platform: 'node' | 'browser' }): Promise<{ libp2p: any, dialer: AutoDial, again(): void, remote: any }> {
+  const libp2p = await fakeLibp2p(behaviour)
+  const { platform, ...rest } = options
+  const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: (platform === 'node' ? nodePlatform : browserPlatform).canDialDirectly, ...rest })
+  const [remote, relay] = [await newPeerId(), await newPeerId()]
+  const again = (): void => { dialer.consider(remote, addrs(relay.toString(), remote.toString())) }
+  again()
+  return { libp2p, dialer, again, remote }
+}
+
 describe('AutoDial', () => {
   it('retries a WebRTC dial that stalls on its first attempt, at once and with a longer limit', async () => {
-    const libp2p = await fakeLibp2p(n => n === 1 ? 'hang' : 'ok')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 50 })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
     const started = Date.now()
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer } = await dialing(n => n === 1 ? 'hang' : 'ok', { platform: 'browser', webrtcFirstAttemptTimeout: 50 })
     await libp2p.done
     assert.equal(libp2p.dials.length, 2, 'one retry')
     assert.ok(libp2p.dials.every((d: any) => d.target.includes('/webrtc/') && !d.target.includes('/tcp/4001/')), 'a browser dials the WebRTC address, not TCP')
@@ -74,26 +82,20 @@ describe('AutoDial', () => {
   })
 
   it('gives up after a bounded number of attempts, and leaves the peer alone for a while', async () => {
-    const libp2p = await fakeLibp2p(() => 'hang')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 100 })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer, again } = await dialing(() => 'hang', { platform: 'browser', webrtcFirstAttemptTimeout: 100 })
     await libp2p.done
     const limits = await Promise.all(libp2p.dials.map((d: any) => d.aborted))
     assert.equal(libp2p.dials.length, WEBRTC_ATTEMPTS)
     // timers never fire early, so these bounds hold however loaded the machine is
     assert.ok(limits[1] >= 195 && limits[2] >= 395, `each retry waits twice as long (100, 200, 400 ms): ${limits.join(', ')} ms`)
     await new Promise(resolve => setImmediate(resolve))
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    again()
     assert.equal(libp2p.dials.length, WEBRTC_ATTEMPTS, 'not redialed by the next announcement right away')
     dialer.stop()
   })
 
   it('a Node peer dials another over TCP first, and over WebRTC when that fails (its announced TCP address may be its own loopback)', async () => {
-    const libp2p = await fakeLibp2p((_n, target) => target.includes('/webrtc/') ? 'ok' : 'fail')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: nodePlatform.canDialDirectly })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer, remote } = await dialing((_n, target) => target.includes('/webrtc/') ? 'ok' : 'fail', { platform: 'node' })
     await libp2p.done
     await new Promise(resolve => setImmediate(resolve))
     assert.deepEqual(libp2p.dials.map((d: any) => d.target.includes('/webrtc/') ? 'webrtc' : d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`, 'webrtc'])
@@ -101,21 +103,15 @@ describe('AutoDial', () => {
   })
 
   it('a Node peer that links over TCP does not touch WebRTC', async () => {
-    const libp2p = await fakeLibp2p(() => 'ok')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: nodePlatform.canDialDirectly })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer, again, remote } = await dialing(() => 'ok', { platform: 'node' })
     await libp2p.done
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    again()
     assert.deepEqual(libp2p.dials.map((d: any) => d.target), [`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`], 'and a linked peer is not dialed again')
     dialer.stop()
   })
 
   it('does not retry what would fail the same way again (a gater refusal)', async () => {
-    const libp2p = await fakeLibp2p(() => 'deny')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 50 })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer } = await dialing(() => 'deny', { platform: 'browser', webrtcFirstAttemptTimeout: 50 })
     await libp2p.done
     await new Promise(resolve => setImmediate(resolve))
     assert.equal(libp2p.dials.length, 1)
@@ -154,10 +150,7 @@ describe('AutoDial', () => {
   })
 
   it('stops retrying when stopped', async () => {
-    const libp2p = await fakeLibp2p(() => 'hang')
-    const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: browserPlatform.canDialDirectly, webrtcFirstAttemptTimeout: 5_000 })
-    const [remote, relay] = [await newPeerId(), await newPeerId()]
-    dialer.consider(remote, addrs(relay.toString(), remote.toString()))
+    const { libp2p, dialer } = await dialing(() => 'hang', { platform: 'browser', webrtcFirstAttemptTimeout: 5_000 })
     dialer.stop()
     assert.ok(await libp2p.dials[0].aborted < 1000, 'the pending attempt is aborted')
     await new Promise(resolve => setImmediate(resolve))
