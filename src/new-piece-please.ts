@@ -221,7 +221,6 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const t0 = Date.now()
     const o = this.options
     const relay: ResolvedRelay = o.relay == null ? { addrs: [], trusted: [] } : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: platform.name === 'browser' })
-    const relayAddrs = relay.addrs
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
@@ -232,7 +231,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       iceServers: o.iceServers,
       // only what the user configured: the relay's trusted peers are reached
       // through the relay (allowed as its addresses' prefix) or on public addresses
-      trusted: [...relayAddrs, ...o.bootstrap],
+      trusted: [...relay.addrs, ...o.bootstrap],
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })
@@ -242,29 +241,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // reach the relay and the bootstrap peers while the databases open: the
     // relay reservation (and so our WebRTC address) is the slow part of being
     // found. Peers that connect meanwhile are announced to when discovery starts.
-    if (o.pubsubDiscovery || relay.trusted.length > 0) {
-      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly, keepInterval: o.reconnectInterval })
-      if (o.pubsubDiscovery) this.autoDial.start()
-    }
-    for (const addr of [...relayAddrs, ...o.bootstrap]) {
-      const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
-      libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
-        .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })
-        .finally(() => { bounded.clear() })
-    }
-    // the relay's trusted peers: directly when this platform can, else over
-    // WebRTC signalled through the relay (they hold a reservation on it)
-    // (resolveRelay kept only well-formed entries; they are kept linked, redialed every reconnectInterval)
-    for (const addr of relay.trusted) {
-      const id = addr.slice(addr.lastIndexOf('/p2p/') + 5)
-      if (id === peerId) continue
-      try {
-        const candidates = [addr, ...relayAddrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
-        this.autoDial?.keep(parsePeerId(id), candidates.map(parseMultiaddr))
-      } catch (err: any) {
-        log.error('ignoring trusted peer %s from the relay: %s', addr, err?.message ?? err)
-      }
-    }
+    this.reachOut(libp2p, relay)
     const ownOnly = (): any => IPFSAccessController({ write: [orbitdb.identity.id] })
     const catalog = (): any => Catalog({ indexBy: 'hash', indexFields: [...CATALOG_INDEX_FIELDS], memory: o.storage === 'memory' })
 
@@ -312,6 +289,35 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     await this.companionsService.start()
 
     log('started %s in %d ms (%s)', peerId, Date.now() - t0, o.storage)
+  }
+
+  /** Dial the relay and bootstrap peers, keep the relay's trusted peers linked, and (with pubsub discovery) dial the peers heard of. */
+  private reachOut (libp2p: NppLibp2p, relay: ResolvedRelay): void {
+    const o = this.options
+    const peerId = libp2p.peerId.toString()
+    if (o.pubsubDiscovery || relay.trusted.length > 0) {
+      this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly, keepInterval: o.reconnectInterval })
+      if (o.pubsubDiscovery) this.autoDial.start()
+    }
+    for (const addr of [...relay.addrs, ...o.bootstrap]) {
+      const bounded = timeoutSignal(o.dialTimeout, undefined, `dialing ${addr}`)
+      libp2p.dial(parseMultiaddr(addr), { signal: bounded.signal })
+        .catch((err: any) => { log.error('bootstrap dial to %s failed: %s', addr, err?.message ?? err) })
+        .finally(() => { bounded.clear() })
+    }
+    // the relay's trusted peers (resolveRelay kept only well-formed entries):
+    // directly when this platform can, else over WebRTC signalled through the
+    // relay (they hold a reservation on it); redialed every reconnectInterval
+    for (const addr of relay.trusted) {
+      const id = addr.slice(addr.lastIndexOf('/p2p/') + 5)
+      if (id === peerId) continue
+      try {
+        const candidates = [addr, ...relay.addrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
+        this.autoDial?.keep(parsePeerId(id), candidates.map(parseMultiaddr))
+      } catch (err: any) {
+        log.error('ignoring trusted peer %s from the relay: %s', addr, err?.message ?? err)
+      }
+    }
   }
 
   private async teardown (): Promise<void> {
