@@ -134,6 +134,10 @@ try {
   report.offlineQueryMs = Date.now() - t2
   report.offlineFromA = whileAway.results.filter((r: any) => r.owner === aId).length
   report.offlineSourceOnline = whileAway.sources.find((s: any) => s.owner === aId)?.online
+  // and B's page says so where a person looks
+  const aRow = b.locator('#companions li', { hasText: aId.slice(-8) })
+  await aRow.locator('.offline').waitFor({ timeout: 10_000 })
+  report.pageShowsAOffline = true
 
   // A comes back in the same browser profile: same peer id and data, and B sees it online again
   const back = b.evaluate(async (aId: string) => await new Promise<void>((resolve, reject) => {
@@ -150,6 +154,8 @@ try {
   report.reloadedKnowsB = await a2.evaluate(async (bId: string) => (await (window as any).NPP.getCompanions()).some((c: any) => c.nodeId === bId), pageIds[1])
   await back
   report.backOnline = true
+  await aRow.locator('.online').waitFor({ timeout: 10_000 })
+  report.pageShowsAOnline = true
   process.stdout.write(JSON.stringify(report) + '\n')
 } catch (err: any) {
   process.stdout.write(JSON.stringify({ ...report, error: String(err?.stack ?? err) }) + '\n')
