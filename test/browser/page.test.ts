@@ -125,6 +125,22 @@ describe('in Chromium', () => {
     await page.locator('li[data-hash="QmClick1"]').waitFor({ state: 'detached' })
     assert.equal(await page.evaluate(async () => await (window as any).NPP.getPieceByHash('QmClick1')), undefined)
     assert.equal(await page.textContent('#error'), '')
+
+    // the debug toggle: npp:* logs in the console after a reload, none once it is off again
+    await page.check('#debug')
+    assert.equal(await page.evaluate(() => localStorage.debug), 'npp:*')
+    const logged: string[] = []
+    page.on('console', msg => { logged.push(msg.text()) })
+    await page.reload()
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
+    assert.ok(logged.some(l => l.includes('npp:catalog')), 'debug output after turning it on')
+    assert.equal(await page.isChecked('#debug'), true, 'the toggle shows the setting')
+    await page.uncheck('#debug')
+    assert.equal(await page.evaluate(() => localStorage.debug), undefined)
+    logged.length = 0
+    await page.reload()
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
+    assert.deepEqual(logged.filter(l => l.includes('npp:')), [], 'and none after turning it off')
     await page.context().close()
   })
 
