@@ -127,7 +127,7 @@ export class Companions {
 
   /**
    * Verify a peer's announcement: its user db must be a key-value store
-   * whose `nodeId` is the sender and whose `pieces` is a documents store
+   * whose `nodeId` is the sender and whose `pieces` is an npp-catalog (or documents) store
    * written by the same identity. Then record the peer as a companion and
    * keep its catalog replicated. Throws when anything does not hold.
    */
