@@ -51,8 +51,8 @@ export const DISCOVERY_CONCURRENCY = 4
 export const MAX_PENDING_DISCOVERIES = 64
 /** After a failed discovery, the same user-db address is not tried again for this long. */
 export const DISCOVERY_FAILURE_TTL = 60_000
-/** Publishes tried when the remote peer is not (yet) a recipient (back-off 10 ms doubling: ~2.5 s in all). */
-export const ANNOUNCE_ATTEMPTS = 9
+/** Publishes tried when the remote peer is not (yet) a recipient (back-off 10, 20, 40, then 50 ms: ~2.9 s in all). */
+export const ANNOUNCE_ATTEMPTS = 60
 
 /** Database names (as in the tutorial). */
 export const PIECES_DB = 'pieces'

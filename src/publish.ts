@@ -18,8 +18,14 @@ interface SubscriptionChange {
   subscriptions: Array<{ topic: string, subscribe: boolean }>
 }
 
-/** First retry back-off; doubles on every attempt (10, 20, 40, ... ms). */
+/** First retry back-off; doubles on every attempt (10, 20, 40 ms) up to `RETRY_MAX_MS`. */
 const RETRY_BASE_MS = 10
+/**
+ * Longest back-off between publishes. The outbound stream usually opens
+ * within a few hundred ms (over WebRTC); an uncapped doubling back-off
+ * overshot that by up to as much again, and every discovery waited for it.
+ */
+const RETRY_MAX_MS = 50
 
 async function delay (ms: number, signal: AbortSignal): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -61,7 +67,7 @@ export async function publishToPeer (pubsub: PubSubLike, topic: string, peer: Pe
     const signal = AbortSignal.any([options.signal, round.signal])
     try {
       await Promise.race([
-        delay(RETRY_BASE_MS * 2 ** (attempt - 1), signal),
+        delay(Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS), signal),
         waitForEvent<SubscriptionChange>(pubsub, 'subscription-change', d => d.peerId.equals(peer), signal)
       ])
     } finally {
