@@ -12,6 +12,7 @@ import { Discovery } from './discovery.ts'
 import { AutoDial } from './auto-dial.ts'
 import { platform } from './platform/node.ts'
 import { checkRelayOption, resolveRelay, type ResolvedRelay } from './relay-config.ts'
+import { trailingPeerId } from './peer-addr.ts'
 import { Companions } from './companions.ts'
 import { queryCatalogs, type QuerySourceInput } from './query.ts'
 import { Counters, type CountersDatabase } from './counters.ts'
@@ -294,7 +295,6 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   /** Dial the relay and bootstrap peers, keep the relay's trusted peers linked, and (with pubsub discovery) dial the peers heard of. */
   private reachOut (libp2p: NppLibp2p, relay: ResolvedRelay): void {
     const o = this.options
-    const peerId = libp2p.peerId.toString()
     if (o.pubsubDiscovery || relay.trusted.length > 0) {
       this.autoDial = new AutoDial(libp2p, { dialTimeout: o.dialTimeout, canDialDirectly: platform.canDialDirectly, keepInterval: o.reconnectInterval })
       if (o.pubsubDiscovery) this.autoDial.start()
@@ -309,11 +309,11 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // directly when this platform can, else over WebRTC signalled through the
     // relay (they hold a reservation on it); redialed every reconnectInterval
     for (const addr of relay.trusted) {
-      const id = addr.slice(addr.lastIndexOf('/p2p/') + 5)
-      if (id === peerId) continue
+      const peer = trailingPeerId(addr)
+      if (peer == null || peer.equals(libp2p.peerId)) continue
       try {
-        const candidates = [addr, ...relay.addrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${id}`)]
-        this.autoDial?.keep(parsePeerId(id), candidates.map(parseMultiaddr))
+        const candidates = [addr, ...relay.addrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${peer.toString()}`)]
+        this.autoDial?.keep(peer, candidates.map(parseMultiaddr))
       } catch (err: any) {
         log.error('ignoring trusted peer %s from the relay: %s', addr, err?.message ?? err)
       }

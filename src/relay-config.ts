@@ -4,10 +4,10 @@
  * the trusted peers the relay operator wants every peer to reach).
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { InvalidOptionError, RelayUnavailableError, describe } from './errors.ts'
 import { timeoutSignal } from './abort.ts'
 import { isPlainObject } from './validate.ts'
+import { trailingPeerId } from './peer-addr.ts'
 
 /** The relay's /config answer is small; anything bigger is not one. */
 const MAX_CONFIG_BYTES = 64 * 1024
@@ -19,17 +19,6 @@ export interface ResolvedRelay {
   addrs: string[]
   /** Multiaddrs (each with `/p2p/<peer id>`) of the peers the relay keeps connected and hands out. */
   trusted: string[]
-}
-
-function endsWithPeerId (m: string): boolean {
-  const at = m.lastIndexOf('/p2p/')
-  if (at < 0 || m.slice(at + 5).includes('/')) return false
-  try {
-    peerIdFromString(m.slice(at + 5))
-    return true
-  } catch {
-    return false
-  }
 }
 
 function isMultiaddr (m: string): boolean {
@@ -84,7 +73,7 @@ export async function resolveRelay (relay: string, options: { timeout: number, w
   const tcp = usable.filter(m => !m.includes('/ws'))
   // trusted peers are optional: anything malformed is left out, never fatal
   const trusted = isPlainObject(body) && Array.isArray(body.trusted)
-    ? body.trusted.filter((m): m is string => typeof m === 'string' && isMultiaddr(m) && endsWithPeerId(m)).slice(0, MAX_TRUSTED_PEERS)
+    ? body.trusted.filter((m): m is string => typeof m === 'string' && isMultiaddr(m) && trailingPeerId(m) != null).slice(0, MAX_TRUSTED_PEERS)
     : []
   return { addrs: options.websocketOnly || tcp.length === 0 ? usable : tcp, trusted }
 }

@@ -20,9 +20,9 @@ import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { pubsubPeerDiscovery, TOPIC } from '@libp2p/pubsub-peer-discovery'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { RelayConfigError, RelayStartError, describe } from '../errors.ts'
+import { trailingPeerId } from '../peer-addr.ts'
 import { logger } from '../logger.ts'
 
 const log = logger('relay')
@@ -138,12 +138,7 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   const trusted = checkAddrs('trusted', init.trusted)
   for (const t of trusted) {
     // the peer id tells whether it is connected, and lets browsers reach it through this relay
-    const id = /\/p2p\/([^/]+)$/.exec(t)?.[1]
-    let valid = false
-    try {
-      valid = id != null && peerIdFromString(id) != null
-    } catch {}
-    if (!valid) throw new RelayConfigError(`trusted: ${describe(t)} must end with /p2p/<peer id>`)
+    if (trailingPeerId(t) == null) throw new RelayConfigError(`trusted: ${describe(t)} must end with /p2p/<peer id>`)
   }
   const maxReservations = init.maxReservations ?? DEFAULT_MAX_RESERVATIONS
   if (!Number.isInteger(maxReservations) || maxReservations < 1 || maxReservations > 100_000) throw new RelayConfigError(`expected maxReservations to be an integer from 1 to 100000, got ${describe(maxReservations)}`)
