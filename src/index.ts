@@ -15,10 +15,10 @@
  * ```
  */
 export { NewPiecePlease, createNewPiecePlease } from './new-piece-please.ts'
-export { Counters, COUNTERS_TYPE } from './counters.ts'
-export { Catalog, CATALOG_TYPE, MAX_OPS_PER_ENTRY, MAX_ENTRY_BYTES } from './catalog-store.ts'
-export type { CatalogDatabase, CatalogStoreOptions } from './catalog-store.ts'
-export type { CountersDatabase } from './counters.ts'
+export { Counters, COUNTERS_TYPE } from './counters/counters.ts'
+export { Catalog, CATALOG_TYPE, MAX_OPS_PER_ENTRY, MAX_ENTRY_BYTES } from './catalog/catalog.ts'
+export type { CatalogDatabase, CatalogStoreOptions } from './catalog/catalog.ts'
+export type { CountersDatabase } from './counters/counters.ts'
 export * from './errors.ts'
 export {
   DEFAULT_DIRECTORY, DEFAULT_LISTEN, RELAY_LISTEN, DEFAULT_ICE_SERVERS, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
@@ -26,4 +26,4 @@ export {
   MAX_MESSAGE_BYTES
 } from './constants.ts'
 export type * from './types.ts'
-export type * from './orbitdb-types.ts'
+export type * from './orbitdb/types.ts'

@@ -5,31 +5,31 @@
  */
 import { TypedEventEmitter } from 'main-event'
 import { KeyValue, IPFSAccessController, useDatabaseType } from '@orbitdb/core'
-import { Catalog, CATALOG_TYPE, type CatalogDatabase } from './catalog-store.ts'
+import { Catalog, CATALOG_TYPE, type CatalogDatabase } from './catalog/catalog.ts'
 import { fromString as uint8ArrayFromString } from 'uint8arrays'
-import { createStack, type Stack } from './stack.ts'
-import { Discovery } from './discovery.ts'
-import { AutoDial } from './auto-dial.ts'
+import { createStack, type Stack } from './stack/stack.ts'
+import { Discovery } from './peering/discovery.ts'
+import { AutoDial } from './peering/auto-dial.ts'
 import { platform } from './platform/node.ts'
-import { checkRelayOption, resolveRelay, type ResolvedRelay } from './relay-config.ts'
-import { trailingPeerId } from './peer-addr.ts'
-import { Companions } from './companions.ts'
-import { queryCatalogs, type QuerySourceInput } from './query.ts'
-import { Counters, type CountersDatabase } from './counters.ts'
-import { publishToPeer } from './publish.ts'
-import { timeoutSignal } from './abort.ts'
-import { logger } from './logger.ts'
+import { checkRelayOption, resolveRelay, type ResolvedRelay } from './peering/relay-client.ts'
+import { trailingPeerId } from './utils/multiaddr.ts'
+import { Companions } from './companions/companions.ts'
+import { queryCatalogs, type QuerySourceInput } from './query/query.ts'
+import { Counters, type CountersDatabase } from './counters/counters.ts'
+import { publishToPeer } from './peering/publish.ts'
+import { timeoutSignal } from './utils/abort.ts'
+import { logger } from './utils/logger.ts'
 import { NotStartedError, InvalidOptionError, InvalidProfileFieldError, PieceNotFoundError, InvalidPieceError, InvalidHashError, describe } from './errors.ts'
 import {
   assertHash, assertInstrument, assertExtra, assertProfileKey, assertProfileValue,
   assertMessageObject, parseMultiaddr, parsePeerId, positiveInteger, stringList, iceServerList, READ_ONLY_PROFILE_KEYS
-} from './validate.ts'
+} from './utils/validate.ts'
 import {
   DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
   DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_INSTRUMENT,
   DEFAULT_MAX_RECONNECT_BACKOFF, ANNOUNCE_ATTEMPTS, CATALOG_INDEX_FIELDS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB
 } from './constants.ts'
-import type { OrbitDB, KeyValueDatabase } from './orbitdb-types.ts'
+import type { OrbitDB, KeyValueDatabase } from './orbitdb/types.ts'
 import type {
   AbortOptions, Companion, CompanionRecord, DropReason, JsonValue, NewPiecePleaseEvents,
   NewPiecePleaseInit, NppHelia, NppLibp2p, NppStats, Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult

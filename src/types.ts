@@ -1,7 +1,7 @@
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import type { ProgressEvent, ProgressOptions } from 'progress-events'
 import type { Libp2p } from '@libp2p/interface'
-import type { OrbitDB } from './orbitdb-types.ts'
+import type { OrbitDB } from './orbitdb/types.ts'
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 

@@ -12,9 +12,9 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { webRTC } from '@libp2p/webrtc'
 import type { PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
-import { browserGater } from '../gater.ts'
+import { browserGater } from './browser-gater.ts'
 import { StorageLockedError } from '../errors.ts'
-import { logger } from '../logger.ts'
+import { logger } from '../utils/logger.ts'
 
 const log = logger('platform')
 

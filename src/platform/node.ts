@@ -9,8 +9,8 @@
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
-import { logger } from '../logger.ts'
-import { joinPath } from '../path.ts'
+import { logger } from '../utils/logger.ts'
+import { joinPath } from '../utils/path.ts'
 import { StorageLockedError } from '../errors.ts'
 
 const log = logger('platform')

@@ -22,8 +22,8 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { RelayConfigError, RelayStartError, describe } from '../errors.ts'
-import { trailingPeerId } from '../peer-addr.ts'
-import { logger } from '../logger.ts'
+import { trailingPeerId } from '../utils/multiaddr.ts'
+import { logger } from '../utils/logger.ts'
 
 const log = logger('relay')
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { createStack } from '../../src/stack.ts'
+import { createStack } from '../../src/stack/stack.ts'
 import { createNewPiecePlease } from '../../src/index.ts'
 import { LOOPBACK, tempDir } from '../helpers/peers.ts'
 

@@ -8,7 +8,7 @@ import { base58btc } from 'multiformats/bases/base58'
 import { fromString } from 'uint8arrays'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { NewPiecePlease, DropReason } from '../../src/index.ts'
-import { publishToPeer } from '../../src/publish.ts'
+import { publishToPeer } from '../../src/peering/publish.ts'
 import { peer, befriend, nextEvent } from '../helpers/peers.ts'
 
 /** Bad input from the network: each is dropped, counted and logged; nothing crashes, blocks or is lost. */

@@ -18,9 +18,9 @@
  * registered the type.
  */
 import { Database, MemoryStorage, LevelStorage } from '@orbitdb/core'
-import { joinPath } from './path.ts'
-import { logger } from './logger.ts'
-import type { DatabaseInit, OrbitDBDatabase, OrbitDBEntry, OrbitDBStorage } from './orbitdb-types.ts'
+import { joinPath } from '../utils/path.ts'
+import { logger } from '../utils/logger.ts'
+import type { DatabaseInit, OrbitDBDatabase, OrbitDBEntry, OrbitDBStorage } from '../orbitdb/types.ts'
 
 const log = logger('catalog-store')
 

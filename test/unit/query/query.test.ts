@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { queryCatalogs, toPredicate } from '../../src/query.ts'
-import { InvalidOptionError, type Piece } from '../../src/index.ts'
+import { queryCatalogs, toPredicate } from '../../../src/query/query.ts'
+import { InvalidOptionError, type Piece } from '../../../src/index.ts'
 
 function source (owner: string, pieces: Piece[], delay?: Promise<void>): any {
   return {

@@ -5,7 +5,7 @@
  * were wrong. While one of our closes runs, aborts go to the `npp:sync` debug
  * log instead; everything else still reaches `console.error` unchanged.
  */
-import { logger } from './logger.ts'
+import { logger } from '../utils/logger.ts'
 
 const log = logger('sync')
 let closing = 0

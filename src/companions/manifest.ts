@@ -7,9 +7,9 @@ import { base58btc } from 'multiformats/bases/base58'
 import * as dagCbor from '@ipld/dag-cbor'
 import { concat } from 'uint8arrays'
 import { parseAddress } from '@orbitdb/core'
-import { InvalidRemoteDataError } from './errors.ts'
-import { isPlainObject } from './validate.ts'
-import type { NppHelia } from './types.ts'
+import { InvalidRemoteDataError } from '../errors.ts'
+import { isPlainObject } from '../utils/validate.ts'
+import type { NppHelia } from '../types.ts'
 
 export interface Manifest {
   name: string

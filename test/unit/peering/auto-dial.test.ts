@@ -3,9 +3,9 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { AutoDial, WEBRTC_ATTEMPTS, type AutoDialOptions } from '../../src/auto-dial.ts'
-import { platform as nodePlatform } from '../../src/platform/node.ts'
-import { platform as browserPlatform } from '../../src/platform/browser.ts'
+import { AutoDial, WEBRTC_ATTEMPTS, type AutoDialOptions } from '../../../src/peering/auto-dial.ts'
+import { platform as nodePlatform } from '../../../src/platform/node.ts'
+import { platform as browserPlatform } from '../../../src/platform/browser.ts'
 
 const newPeerId = async (): Promise<any> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
 

@@ -1,5 +1,5 @@
-import { waitForEvent } from './abort.ts'
-import type { KeyValueDatabase } from './orbitdb-types.ts'
+import { waitForEvent } from '../utils/abort.ts'
+import type { KeyValueDatabase } from '../orbitdb/types.ts'
 
 /**
  * Resolve with `keys` of a replicating key-value database once all are

@@ -1,6 +1,6 @@
 // @orbitdb/core ships no declarations: type the values we import from it.
 declare module '@orbitdb/core' {
-  import type { OrbitDB, OrbitDBIpfs, DatabaseType, DatabaseFactory, AccessControllerFactory, OrbitDBStorage, OrbitDBDatabase, DatabaseInit, DocumentsDatabase, KeyValueDatabase } from '../orbitdb-types.ts'
+  import type { OrbitDB, OrbitDBIpfs, DatabaseType, DatabaseFactory, AccessControllerFactory, OrbitDBStorage, OrbitDBDatabase, DatabaseInit, DocumentsDatabase, KeyValueDatabase } from './types.ts'
   export function createOrbitDB (init: { ipfs: OrbitDBIpfs, id?: string, identity?: unknown, identities?: unknown, directory?: string }): Promise<OrbitDB>
   export function Documents (options?: { indexBy?: string }): DatabaseFactory<DocumentsDatabase<any>>
   export function KeyValue (): DatabaseFactory<KeyValueDatabase<any>>

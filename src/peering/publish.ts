@@ -5,8 +5,8 @@
  * the peer is not among the recipients. No fixed sleeps.
  */
 import type { PeerId } from '@libp2p/interface'
-import { waitForEvent } from './abort.ts'
-import { TimeoutError } from './errors.ts'
+import { waitForEvent } from '../utils/abort.ts'
+import { TimeoutError } from '../errors.ts'
 
 interface PubSubLike extends EventTarget {
   getSubscribers(topic: string): PeerId[]

@@ -4,10 +4,10 @@
  * the trusted peers the relay operator wants every peer to reach).
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { InvalidOptionError, RelayUnavailableError, describe } from './errors.ts'
-import { timeoutSignal } from './abort.ts'
-import { isPlainObject } from './validate.ts'
-import { trailingPeerId } from './peer-addr.ts'
+import { InvalidOptionError, RelayUnavailableError, describe } from '../errors.ts'
+import { timeoutSignal } from '../utils/abort.ts'
+import { isPlainObject } from '../utils/validate.ts'
+import { trailingPeerId } from '../utils/multiaddr.ts'
 
 /** The relay's /config answer is small; anything bigger is not one. */
 const MAX_CONFIG_BYTES = 64 * 1024

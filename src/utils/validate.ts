@@ -10,12 +10,12 @@ import type { PeerId } from '@libp2p/interface'
 import {
   InvalidHashError, InvalidInstrumentError, InvalidPieceError, InvalidProfileFieldError,
   InvalidMultiaddrError, InvalidPeerIdError, InvalidMessageError, InvalidOptionError, describe
-} from './errors.ts'
+} from '../errors.ts'
 import {
   MAX_HASH_LENGTH, MAX_INSTRUMENT_LENGTH, MAX_PIECE_BYTES, MAX_PROFILE_KEY_LENGTH,
   MAX_PROFILE_VALUE_BYTES, MAX_USERNAME_LENGTH, MAX_MESSAGE_BYTES, DEFAULT_ICE_SERVERS
-} from './constants.ts'
-import type { JsonValue, PieceExtra } from './types.ts'
+} from '../constants.ts'
+import type { JsonValue, PieceExtra } from '../types.ts'
 
 const encoder = new TextEncoder()
 

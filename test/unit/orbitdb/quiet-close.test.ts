@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeQuietly } from '../../src/quiet-close.ts'
+import { closeQuietly } from '../../../src/orbitdb/quiet-close.ts'
 
 describe('closeQuietly', () => {
   it('diverts aborted reads printed during a close, passes other errors through, and restores console.error', async () => {

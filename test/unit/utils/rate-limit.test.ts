@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { RateLimiter, ExpiringSet } from '../../src/rate-limit.ts'
+import { RateLimiter, ExpiringSet } from '../../../src/utils/rate-limit.ts'
 
 describe('RateLimiter', () => {
   it('allows a burst, then refills at the configured rate', () => {

@@ -1,4 +1,4 @@
-import { AbortError, TimeoutError } from './errors.ts'
+import { AbortError, TimeoutError } from '../errors.ts'
 
 /**
  * A signal that fires when `signal` does or after `ms`; `clear()` releases the

@@ -3,13 +3,13 @@
  * parallel. Each source has the same deadline; a source that misses it is
  * reported as `timeout` and the call resolves on time with what answered.
  */
-import { logger } from './logger.ts'
-import { timeoutSignal, raceSignal } from './abort.ts'
-import { InvalidOptionError, describe } from './errors.ts'
-import { isPlainObject, isJsonValue } from './validate.ts'
-import type { CatalogLike } from './orbitdb-types.ts'
+import { logger } from '../utils/logger.ts'
+import { timeoutSignal, raceSignal } from '../utils/abort.ts'
+import { InvalidOptionError, describe } from '../errors.ts'
+import { isPlainObject, isJsonValue } from '../utils/validate.ts'
+import type { CatalogLike } from '../orbitdb/types.ts'
 import { CustomProgressEvent } from 'progress-events'
-import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryOptions, QueryResult, QuerySource } from './types.ts'
+import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryOptions, QueryResult, QuerySource } from '../types.ts'
 
 const log = logger('query')
 

@@ -11,16 +11,16 @@
 import PQueue from 'p-queue'
 import { toString as uint8ArrayToString, fromString as uint8ArrayFromString } from 'uint8arrays'
 import type { PeerId } from '@libp2p/interface'
-import { logger } from './logger.ts'
-import { timeoutSignal } from './abort.ts'
+import { logger } from '../utils/logger.ts'
+import { timeoutSignal } from '../utils/abort.ts'
 import { publishToPeer } from './publish.ts'
-import { RateLimiter, ExpiringSet } from './rate-limit.ts'
-import { isOrbitDBAddress, isPlainObject, isJsonValue } from './validate.ts'
+import { RateLimiter, ExpiringSet } from '../utils/rate-limit.ts'
+import { isOrbitDBAddress, isPlainObject, isJsonValue } from '../utils/validate.ts'
 import {
   MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS,
   DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
-} from './constants.ts'
-import type { DropReason, JsonValue, MessageDetail, NppLibp2p, NppStats } from './types.ts'
+} from '../constants.ts'
+import type { DropReason, JsonValue, MessageDetail, NppLibp2p, NppStats } from '../types.ts'
 
 const log = logger('discovery')
 

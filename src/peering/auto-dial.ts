@@ -20,10 +20,10 @@
  */
 import type { PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { timeoutSignal } from './abort.ts'
-import { logger } from './logger.ts'
-import { ExpiringSet } from './rate-limit.ts'
-import type { NppLibp2p } from './types.ts'
+import { timeoutSignal } from '../utils/abort.ts'
+import { logger } from '../utils/logger.ts'
+import { ExpiringSet } from '../utils/rate-limit.ts'
+import type { NppLibp2p } from '../types.ts'
 
 const log = logger('discovery')
 

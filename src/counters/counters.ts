@@ -9,7 +9,7 @@
  * increments from two devices distinct entries).
  */
 import { Database } from '@orbitdb/core'
-import type { DatabaseInit, OrbitDBDatabase, OrbitDBEntry } from './orbitdb-types.ts'
+import type { DatabaseInit, OrbitDBDatabase, OrbitDBEntry } from '../orbitdb/types.ts'
 
 export const COUNTERS_TYPE = 'npp-counters'
 

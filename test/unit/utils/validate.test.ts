@@ -3,11 +3,11 @@ import assert from 'node:assert/strict'
 import {
   assertHash, assertInstrument, assertExtra, assertProfileKey, assertProfileValue,
   parseMultiaddr, parsePeerId, isOrbitDBAddress, assertMessageObject, isJsonValue, positiveInteger, stringList, iceServerList
-} from '../../src/validate.ts'
+} from '../../../src/utils/validate.ts'
 import {
   InvalidHashError, InvalidInstrumentError, InvalidPieceError, InvalidProfileFieldError,
   InvalidMultiaddrError, InvalidPeerIdError, InvalidMessageError, InvalidOptionError, NewPiecePleaseError
-} from '../../src/index.ts'
+} from '../../../src/index.ts'
 
 describe('caller input validation', () => {
   it('iceServers: none by default; STUN/TURN entries accepted; anything else refused with the shape expected', () => {

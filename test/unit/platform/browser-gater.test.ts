@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
-import { browserGater } from '../../src/gater.ts'
+import { browserGater } from '../../../src/platform/browser-gater.ts'
 
 const relay = '12D3KooWJR8Pmx3gpvfWt66C3oE5nm1fUDLTkuUEnkjQWYXCS4kT'
 const peer = '12D3KooWQ83jj8CsKs7smBxF9RUXReMo8dfxN1iRFRyE1YwbzyFG'
