@@ -89,12 +89,16 @@ try {
   node = await createNewPiecePlease({ relay: `${relay.httpUrl}/config`, storage: 'memory', username: 'node-peer' })
   const nodeId = node.peerId
   // listen first, then look: a discovery that happened in between is in the register
-  const pagesSeeNode = pages.map(async page => { await page.evaluate(async (id: string) => { await new Promise<void>((resolve, reject) => {
-    const npp = (window as any).NPP
-    const timer = setTimeout(() => { reject(new Error('no Node companion within 30 s')) }, 30_000)
-    npp.addEventListener('db:discovered', (e: any) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
-    npp.getCompanions().then((cs: any[]) => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
-  }) }, nodeId) })
+  const pagesSeeNode = pages.map(async page => {
+    await page.evaluate(async (id: string) => {
+      await new Promise<void>((resolve, reject) => {
+        const npp = (window as any).NPP
+        const timer = setTimeout(() => { reject(new Error('no Node companion within 30 s')) }, 30_000)
+        npp.addEventListener('db:discovered', (e: any) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
+        npp.getCompanions().then((cs: any[]) => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
+      })
+    }, nodeId)
+  })
   await node.addPieces(Array.from({ length: 30 }, (_, i) => ({ hash: `QmNode${i}`, instrument: 'Piano' })))
   const nodeSeesPages = Promise.all(pageIds.map(async id => {
     await new Promise<void>((resolve, reject) => {
