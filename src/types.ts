@@ -62,10 +62,11 @@ export interface NewPiecePleaseInit {
    */
   storage?: 'persistent' | 'memory'
   /**
-   * Multiaddrs to listen on (Node). Loopback only by default: pass
-   * `['/ip4/0.0.0.0/tcp/4002']` to be reachable from other machines.
+   * Multiaddrs to listen on. In Node, loopback only by default: pass
+   * `['/ip4/0.0.0.0/tcp/4002']` to be reachable from other machines. With
+   * `relay` set, `/p2p-circuit` and `/webrtc` are added.
    *
-   * @default ['/ip4/127.0.0.1/tcp/0']
+   * @default `['/ip4/127.0.0.1/tcp/0']` in Node, `['/p2p-circuit', '/webrtc']` in a browser
    */
   listen?: string[]
   /**
@@ -104,14 +105,14 @@ export interface NewPiecePleaseInit {
   /**
    * Username written to a new profile. Later starts keep the stored one.
    *
-   * @default 'musician-' followed by the last 6 characters of the peer id
+   * @default `'musician-'` followed by the last 6 characters of the peer id
    */
   username?: string
   /**
    * Run `@libp2p/pubsub-peer-discovery` on its default topic, so peers that
    * share a hub (a relay, or any peer subscribed to the topic) find each other.
    *
-   * @default false
+   * @default `false`, or `true` when `relay` is set
    */
   pubsubDiscovery?: boolean
   /**
@@ -139,11 +140,15 @@ export interface NewPiecePleaseInit {
   /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.
+   *
+   * @default none (built for you)
    */
   helia?: NppHelia
   /**
    * Bring your own OrbitDB instance (its `ipfs` is used as the Helia node).
    * It is not stopped by `stop()`.
+   *
+   * @default none (built for you)
    */
   orbitdb?: OrbitDB
 }

@@ -46,9 +46,12 @@ export interface RelayInit {
   announce?: string[]
   /** Host of the HTTP API. @default '127.0.0.1' */
   httpHost?: string
-  /** Port of the HTTP API (0 picks a free one). @default 0 */
+  /** Port of the HTTP API (0 picks a free one). @default `0` (a free port; the CLI uses `9090`) */
   httpPort?: number
-  /** File holding the relay's private key; created when missing. Without it the key is new at every start. */
+  /**
+   * File holding the relay's private key; created when missing. Without it the key is new at every start.
+   * @default none (a new key at every start; the CLI uses `./.npp-relay/relay.key`)
+   */
   keyFile?: string
   /** Multiaddrs (with `/p2p/<id>`) of peers the relay keeps dialing and hands to browsers. @default [] */
   trusted?: string[]
