@@ -1,3 +1,4 @@
+import type { IceServer } from './types.ts'
 /** Defaults for every option, named so the README and the code agree. */
 
 /** Node: where persistent data lives when `directory` is not given. */
@@ -7,7 +8,7 @@ export const DEFAULT_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0']
 /** With a relay: a reservation on it (reachable as `<relay>/p2p-circuit`) and WebRTC through it; the browser default. */
 export const RELAY_LISTEN: readonly string[] = ['/p2p-circuit', '/webrtc']
 /** WebRTC ICE servers: none, so no public STUN is contacted; only host candidates are gathered. */
-export const DEFAULT_ICE_SERVERS: readonly RTCIceServer[] = []
+export const DEFAULT_ICE_SERVERS: readonly IceServer[] = []
 /** How often known companions that are not connected are redialed. */
 export const DEFAULT_RECONNECT_INTERVAL = 10_000
 /** Longest back-off between redials of a companion that keeps failing. */
@@ -62,3 +63,6 @@ export const COUNTERS_DB = 'counters'
 
 /** Piece fields the catalog indexes for exact-match lookups (`getByInstrument`, `queryCatalog({ instrument })`). */
 export const CATALOG_INDEX_FIELDS: readonly string[] = ['instrument']
+
+/** Companions kept at most; announcements from further new peers are refused. */
+export const MAX_COMPANIONS = 256

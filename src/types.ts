@@ -1,6 +1,8 @@
 import type { HeliaWithLibp2p } from '@helia/libp2p'
 import type { ProgressEvent, ProgressOptions } from 'progress-events'
 import type { Libp2p } from '@libp2p/interface'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
 import type { OrbitDB } from './orbitdb/types.ts'
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
@@ -39,11 +41,29 @@ export interface Companion extends CompanionRecord {
   online: boolean
 }
 
-/** The libp2p services this library needs: gossipsub named `pubsub`, as OrbitDB expects. */
-export type NppLibp2p = Libp2p<{ pubsub: any, identify?: any } & Record<string, any>>
+/** The libp2p services this library needs: gossipsub named `pubsub` (as OrbitDB expects) and identify. */
+// a type, not an interface: libp2p's ServiceMap needs an index signature
+export type NppServices = {  // eslint-disable-line @typescript-eslint/consistent-type-definitions
+  pubsub: GossipSub
+  identify: Identify
+}
 
-/** A Helia node with libp2p, as OrbitDB needs it. */
-export type NppHelia = HeliaWithLibp2p<any>
+/** A libp2p node with the services this library needs (others may be there too). */
+export type NppLibp2p = Libp2p<NppServices>
+
+/** A Helia node with such a libp2p, as OrbitDB needs it. */
+export type NppHelia = HeliaWithLibp2p<NppServices>
+
+/**
+ * A WebRTC ICE server, as in the DOM's `RTCIceServer` (declared here so a
+ * Node-only project needs no DOM types).
+ */
+export interface IceServer {
+  /** `stun:`, `stuns:`, `turn:` or `turns:` URL(s). */
+  urls: string | string[]
+  username?: string
+  credential?: string
+}
 
 export interface NewPiecePleaseInit {
   /**
@@ -136,7 +156,7 @@ export interface NewPiecePleaseInit {
    *
    * @default []
    */
-  iceServers?: RTCIceServer[]
+  iceServers?: IceServer[]
   /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.

@@ -20,9 +20,10 @@
 import { Database, MemoryStorage, LevelStorage } from '@orbitdb/core'
 import { joinPath } from '../utils/path.ts'
 import { logger } from '../utils/logger.ts'
+import { limitReferences } from '../orbitdb/patches.ts'
 import type { DatabaseInit, OrbitDBDatabase, OrbitDBEntry, OrbitDBStorage } from '../orbitdb/types.ts'
 
-const log = logger('catalog-store')
+const log = logger('catalog')
 
 export const CATALOG_TYPE = 'npp-catalog'
 /** Operations carried by one log entry at most. */
@@ -126,7 +127,6 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
   // while the database is being created queue behind it
   let openGate: () => void = () => {}
   let ready: Promise<void> = new Promise<void>(resolve => { openGate = resolve }).then(async () => { await load() })
-  let database: OrbitDBDatabase | undefined
 
   const fieldKey = (value: unknown): string | undefined => value === undefined ? undefined : JSON.stringify(value)
 
@@ -314,12 +314,9 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
     await ready
   }
 
-  const db: OrbitDBDatabase = database = await Database({ ...init, onUpdate })
-  // Database.addOperation appends through `db.log.append` (inside its own
-  // queue): cap the back-references at the run of recent small entries
-  const append = (db.log as any).append
-  ;(db.log as any).append = async (data: unknown, options: { referencesCount?: number } = {}) =>
-    await append(data, { ...options, referencesCount: Math.min(options.referencesCount ?? 16, smallStreak) })
+  const db: OrbitDBDatabase = await Database({ ...init, onUpdate })
+  // back-references only to the run of recent small entries (see SMALL_ENTRY_OPS)
+  limitReferences(db, () => smallStreak)
   openGate()
   await ready
 

@@ -1,4 +1,4 @@
-import { waitForEvent } from '../utils/abort.ts'
+import { raceEvent } from 'race-event'
 import type { KeyValueDatabase } from '../orbitdb/types.ts'
 
 /**
@@ -15,23 +15,24 @@ export async function waitForKeys (db: KeyValueDatabase, keys: string[], signal:
     }
     return values
   }
-  // OrbitDB's events are a Node-style emitter: adapt them to an EventTarget
-  const target = new EventTarget()
-  const onUpdate = (): void => { target.dispatchEvent(new Event('update')) }
   const done = new AbortController()
   const bounded = AbortSignal.any([signal, done.signal])
-  db.events.on('update', onUpdate)
   try {
     while (true) {
       signal.throwIfAborted()
-      const updated = waitForEvent(target, 'update', () => true, bounded)
+      // listen before reading, so an update between the read and the wait is not missed
+      const updated = raceEvent(db.events as any, 'update', bounded, { errorEvent: 'update:never' })
       updated.catch(() => {})
       const values = await read()
       if (values != null) return values
-      await updated
+      try {
+        await updated
+      } catch (err) {
+        signal.throwIfAborted() // the caller's reason (a typed timeout), not race-event's
+        throw err
+      }
     }
   } finally {
     done.abort()
-    db.events.off('update', onUpdate)
   }
 }

@@ -15,6 +15,14 @@ export const COUNTERS_TYPE = 'npp-counters'
 
 interface IncPayload { op: 'INC', key: string, value: number, nonce: string }
 
+/** Largest single increment accepted, locally and from a replica. */
+export const MAX_PRACTICE_INCREMENT = 1_000_000
+
+/** A positive safe integer no larger than `MAX_PRACTICE_INCREMENT`. */
+export function isPracticeIncrement (value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PRACTICE_INCREMENT
+}
+
 export interface CountersDatabase extends OrbitDBDatabase {
   /** Add `by` (a positive integer, default 1) to `key`'s count; resolves to the new count. */
   increment(key: string, by?: number): Promise<number>
@@ -26,8 +34,7 @@ export interface CountersDatabase extends OrbitDBDatabase {
 
 function isIncPayload (payload: unknown): payload is IncPayload {
   const p = payload as IncPayload
-  return p != null && p.op === 'INC' && typeof p.key === 'string' &&
-    Number.isSafeInteger(p.value) && p.value > 0 && p.value <= 1_000_000
+  return p != null && p.op === 'INC' && typeof p.key === 'string' && isPracticeIncrement(p.value)
 }
 
 function randomNonce (): string {
@@ -67,7 +74,7 @@ export const Counters = Object.assign(() => async (init: DatabaseInit): Promise<
   }
 
   const increment = async (key: string, by = 1): Promise<number> => {
-    if (!Number.isSafeInteger(by) || by <= 0 || by > 1_000_000) {
+    if (!isPracticeIncrement(by)) {
       throw new RangeError(`expected a positive integer increment, got ${String(by)}`)
     }
     const current = totals ?? await rebuild()

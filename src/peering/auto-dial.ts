@@ -18,14 +18,15 @@
  * that would fail the same way again (gater, wrong peer, no usable address)
  * are not retried.
  */
-import type { PeerId, PeerInfo } from '@libp2p/interface'
+import pRetry from 'p-retry'
+import { KEEP_ALIVE } from '@libp2p/interface'
+import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
+import type { Logger, PeerId, PeerInfo, PeerUpdate } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { timeoutSignal } from '../utils/abort.ts'
-import { logger } from '../utils/logger.ts'
+import { deadline } from '../utils/abort.ts'
+import { isWebRTC } from '../utils/multiaddr.ts'
 import { ExpiringSet } from '../utils/rate-limit.ts'
-import type { NppLibp2p } from '../types.ts'
-
-const log = logger('discovery')
+import type { NppComponents, Startable } from '../components.ts'
 
 /** Discovered peers dialed at once, at most; others wait for their next announcement (or, for kept peers, the next round). */
 const MAX_PARALLEL_DIALS = 8
@@ -37,11 +38,15 @@ export const WEBRTC_ATTEMPTS = 3
 export const WEBRTC_FIRST_ATTEMPT_TIMEOUT = 3_000
 /** Errors that the same dial would meet again: not retried. */
 const PERMANENT = new Set(['DialDeniedError', 'NoValidAddressesError', 'UnexpectedPeerError', 'InvalidPeerIdError', 'InvalidMultiaddrError', 'InvalidParametersError'])
+/** The peer-store tag that keeps the relay's trusted peers linked (libp2p treats every tag starting with `KEEP_ALIVE` so). */
+export const TRUSTED_TAG = `${KEEP_ALIVE}-npp-trusted`
 
-export interface AutoDialOptions {
+export interface AutoDialInit {
   dialTimeout: number
   /** Whether this platform can dial a peer's announced address without a relay or WebRTC. */
-  canDialDirectly(addr: string): boolean
+  canDialDirectly(addr: Multiaddr): boolean
+  /** Dial what pubsub discovery reports (otherwise only kept peers are dialed). @default true */
+  dialDiscovered?: boolean
   /** How often kept peers that are not linked are dialed again. @default 10000 */
   keepInterval?: number
   /** Overrides `WEBRTC_FIRST_ATTEMPT_TIMEOUT` (tests). */
@@ -50,48 +55,63 @@ export interface AutoDialOptions {
   retryAfterFailure?: number
 }
 
-type Dialable = Pick<NppLibp2p, 'peerId' | 'dial' | 'getConnections' | 'addEventListener' | 'removeEventListener'>
+export type AutoDialComponents = Pick<NppComponents, 'logger'> & {
+  libp2p: Pick<NppComponents['libp2p'], 'peerId' | 'dial' | 'getConnections' | 'addEventListener' | 'removeEventListener'> & {
+    peerStore?: Pick<NppComponents['libp2p']['peerStore'], 'merge'>
+  }
+}
 
-export class AutoDial {
+export class AutoDial implements Startable {
+  private readonly components: AutoDialComponents
+  private readonly init: AutoDialInit
+  private readonly log: Logger
   private readonly dialing = new Set<string>()
   private readonly failed: ExpiringSet
   /** The newest addresses heard for each peer being dialed: a fallback uses what arrived meanwhile. */
   private readonly latest = new Map<string, Multiaddr[]>()
   private readonly kept = new Map<string, { peer: PeerId, addrs: Multiaddr[] }>()
-  private readonly shutdown = new AbortController()
-  private readonly libp2p: Dialable
-  private readonly options: AutoDialOptions
-  private timer: ReturnType<typeof setInterval> | undefined
+  private readonly keepTask: RepeatingTask
+  private shutdown = new AbortController()
+  private started = false
   /** Dials that needed more than one attempt and then succeeded (tests and diagnostics). */
   retriedDials = 0
 
-  constructor (libp2p: Dialable, options: AutoDialOptions) {
-    this.libp2p = libp2p
-    this.options = options
-    this.failed = new ExpiringSet(options.retryAfterFailure ?? RETRY_AFTER_FAILURE, 1024)
+  constructor (components: AutoDialComponents, init: AutoDialInit) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.forComponent('npp:auto-dial')
+    this.failed = new ExpiringSet(init.retryAfterFailure ?? RETRY_AFTER_FAILURE, 1024)
+    this.keepTask = repeatingTask(() => {
+      for (const { peer, addrs } of this.kept.values()) this.consider(peer, addrs)
+    }, init.keepInterval ?? 10_000)
   }
 
-  /** Dial what pubsub discovery reports. */
   start (): void {
-    this.libp2p.addEventListener('peer:discovery', this.onDiscovery)
-    this.libp2p.addEventListener('peer:update', this.onUpdate as any)
+    if (this.started) return
+    this.started = true
+    this.shutdown = new AbortController()
+    if (this.init.dialDiscovered !== false) {
+      this.components.libp2p.addEventListener('peer:discovery', this.onDiscovery)
+      this.components.libp2p.addEventListener('peer:update', this.onUpdate)
+    }
+    this.keepTask.start()
   }
 
   stop (): void {
-    this.libp2p.removeEventListener('peer:discovery', this.onDiscovery)
-    this.libp2p.removeEventListener('peer:update', this.onUpdate as any)
-    if (this.timer != null) clearInterval(this.timer)
-    this.timer = undefined
+    if (!this.started) return
+    this.started = false
+    this.components.libp2p.removeEventListener('peer:discovery', this.onDiscovery)
+    this.components.libp2p.removeEventListener('peer:update', this.onUpdate)
+    this.keepTask.stop()
     this.shutdown.abort()
   }
 
-  /** Keep `peer` linked: dial it now and again whenever it is not (the relay's trusted peers). */
+  /** Keep `peer` linked: tag it `KEEP_ALIVE` (libp2p redials it when it drops), dial it now and again whenever it is not (the relay's trusted peers). */
   keep (peer: PeerId, addrs: Multiaddr[]): void {
-    if (this.shutdown.signal.aborted) return
+    if (!this.started) return
     this.kept.set(peer.toString(), { peer, addrs })
-    this.timer ??= setInterval(() => {
-      for (const { peer, addrs } of this.kept.values()) this.consider(peer, addrs)
-    }, this.options.keepInterval ?? 10_000)
+    this.components.libp2p.peerStore?.merge(peer, { multiaddrs: addrs, tags: { [TRUSTED_TAG]: { value: 100 } } })
+      .catch((err: unknown) => { this.log('could not tag trusted peer %p: %e', peer, err) })
     this.consider(peer, addrs)
   }
 
@@ -101,7 +121,7 @@ export class AutoDial {
 
   // libp2p reports a peer as discovered once; its later announcements (with
   // the relay and WebRTC addresses it gained since) arrive as updates
-  private readonly onUpdate = (evt: CustomEvent<{ peer: { id: PeerId, addresses: Array<{ multiaddr: Multiaddr }> } }>): void => {
+  private readonly onUpdate = (evt: CustomEvent<PeerUpdate>): void => {
     const peer = evt.detail?.peer
     if (peer == null) return
     this.consider(peer.id, peer.addresses.map(a => a.multiaddr))
@@ -109,18 +129,18 @@ export class AutoDial {
 
   private split (addrs: Multiaddr[]): { direct: Multiaddr[], webrtc: Multiaddr[] } {
     return {
-      direct: addrs.filter(m => this.options.canDialDirectly(m.toString())),
-      webrtc: addrs.filter(m => m.toString().includes('/webrtc'))
+      direct: addrs.filter(m => this.init.canDialDirectly(m)),
+      webrtc: addrs.filter(isWebRTC)
     }
   }
 
   private linked (peer: PeerId): boolean {
-    return this.libp2p.getConnections(peer).some(c => c.limits == null)
+    return this.components.libp2p.getConnections(peer).some(c => c.limits == null)
   }
 
   /** Dial a peer if it is not linked yet (exposed for tests). */
   consider (peer: PeerId, addrs: Multiaddr[]): void {
-    if (peer.equals(this.libp2p.peerId) || this.shutdown.signal.aborted) return
+    if (peer.equals(this.components.libp2p.peerId) || !this.started) return
     const key = peer.toString()
     const { direct, webrtc } = this.split(addrs)
     // nothing this platform can link to (yet): a peer announces before its
@@ -134,9 +154,9 @@ export class AutoDial {
     this.dialing.add(key)
     this.latest.set(key, addrs)
     this.dial(peer, key)
-      .then(how => { log('dialed peer %s (%s)', key, how) }, (err: any) => {
+      .then(how => { this.log('dialed peer %p (%s)', peer, how) }, (err: unknown) => {
         this.failed.add(key)
-        log('could not dial peer %s: %s', key, err?.message ?? err)
+        this.log('could not dial peer %p: %e', peer, err)
       })
       .finally(() => {
         this.dialing.delete(key)
@@ -150,42 +170,57 @@ export class AutoDial {
     const { direct } = this.split(this.latest.get(key) ?? [])
     if (direct.length > 0) {
       try {
-        await this.attempt(direct, this.options.dialTimeout, key)
+        await this.attempt(direct, this.init.dialTimeout, key)
         return 'direct'
       } catch (err) {
         if (this.shutdown.signal.aborted) throw err
         if (this.linked(peer)) return 'dialed us meanwhile'
         lastError = err
-        log('direct dial to %s failed (%s); trying WebRTC', key, (err as any)?.message ?? err)
+        this.log('direct dial to %p failed (%e); trying WebRTC', peer, err)
       }
     }
-    let limit = Math.min(this.options.webrtcFirstAttemptTimeout ?? WEBRTC_FIRST_ATTEMPT_TIMEOUT, this.options.dialTimeout)
-    for (let attempt = 1; attempt <= WEBRTC_ATTEMPTS; attempt++) {
-      // addresses that arrived meanwhile (a reservation made later) count
-      const { webrtc } = this.split(this.latest.get(key) ?? [])
-      if (webrtc.length === 0) break
-      try {
-        await this.attempt(webrtc, limit, key)
+    const first = Math.min(this.init.webrtcFirstAttemptTimeout ?? WEBRTC_FIRST_ATTEMPT_TIMEOUT, this.init.dialTimeout)
+    // a stalled attempt is retried at once (no delay between attempts), each
+    // with twice the previous limit; refusals that would repeat are not retried
+    let linkedMeanwhile = false
+    try {
+      return await pRetry(async (attempt) => {
+        // addresses that arrived meanwhile (a reservation made later) count
+        const { webrtc } = this.split(this.latest.get(key) ?? [])
+        if (webrtc.length === 0) throw lastError ?? new Error('no address to dial')
+        await this.attempt(webrtc, Math.min(first * 2 ** (attempt - 1), this.init.dialTimeout), key)
         if (attempt > 1) this.retriedDials++
         return `WebRTC, attempt ${attempt}`
-      } catch (err: any) {
-        if (this.shutdown.signal.aborted) throw err
-        if (this.linked(peer)) return 'dialed us meanwhile'
-        lastError = err
-        if (PERMANENT.has(err?.name)) break
-        log('WebRTC dial to %s failed on attempt %d (%s)', key, attempt, err?.message ?? err)
-        limit = Math.min(limit * 2, this.options.dialTimeout)
-      }
+      }, {
+        retries: WEBRTC_ATTEMPTS - 1,
+        minTimeout: 0,
+        maxTimeout: 0,
+        signal: this.shutdown.signal,
+        shouldRetry: ({ error, attemptNumber }) => {
+          lastError = error
+          if (this.shutdown.signal.aborted || PERMANENT.has(error.name)) return false
+          if (this.linked(peer)) {
+            linkedMeanwhile = true
+            return false
+          }
+          this.log('WebRTC dial to %p failed on attempt %d (%e)', peer, attemptNumber, error)
+          return true
+        }
+      })
+    } catch (err) {
+      if (linkedMeanwhile) return 'dialed us meanwhile'
+      throw err
     }
-    throw lastError ?? new Error('no address to dial')
   }
 
   private async attempt (addrs: Multiaddr[], limit: number, key: string): Promise<void> {
-    const bounded = timeoutSignal(limit, this.shutdown.signal, `dialing peer ${key}`)
+    const bound = deadline(limit, this.shutdown.signal, `dialing peer ${key}`)
     try {
-      await this.libp2p.dial(addrs, { signal: bounded.signal })
+      await this.components.libp2p.dial(addrs, { signal: bound.signal })
+    } catch (err) {
+      throw bound.signal.aborted ? bound.reason() : err
     } finally {
-      bounded.clear()
+      bound.clear()
     }
   }
 }

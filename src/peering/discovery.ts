@@ -10,9 +10,9 @@
  */
 import PQueue from 'p-queue'
 import { toString as uint8ArrayToString, fromString as uint8ArrayFromString } from 'uint8arrays'
-import type { PeerId } from '@libp2p/interface'
-import { logger } from '../utils/logger.ts'
-import { timeoutSignal } from '../utils/abort.ts'
+import type { Logger, PeerId } from '@libp2p/interface'
+import type { Message } from '@libp2p/gossipsub'
+import { deadline } from '../utils/abort.ts'
 import { publishToPeer } from './publish.ts'
 import { RateLimiter, ExpiringSet } from '../utils/rate-limit.ts'
 import { isOrbitDBAddress, isPlainObject, isJsonValue } from '../utils/validate.ts'
@@ -20,25 +20,36 @@ import {
   MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS,
   DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
 } from '../constants.ts'
-import type { DropReason, JsonValue, MessageDetail, NppLibp2p, NppStats } from '../types.ts'
-
-const log = logger('discovery')
+import type { NppComponents, Startable } from '../components.ts'
+import type { AnnouncementVerifier } from '../companions/companions.ts'
+import type { DropReason, JsonValue } from '../types.ts'
 
 export interface DiscoveryInit {
-  libp2p: NppLibp2p
   /** Address of our own user database, announced to every peer. */
   userDb: string
   /** Bound for announcing to a peer and for verifying an announcement. */
   timeout: number
-  stats: NppStats
-  onMessage(detail: MessageDetail): void
-  onDropped(from: string, reason: DropReason): void
-  /** Open, replicate and validate a peer's user db; throw when it is not acceptable. */
-  verify(userDb: string, from: string, signal: AbortSignal): Promise<void>
 }
 
-export class Discovery {
+export interface DiscoveryComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
+  /** Opens, replicates and validates a peer's user db; throws when it is not acceptable. */
+  verifier: AnnouncementVerifier
+}
+
+/** What discovery received, sent and dropped since start. */
+export interface DiscoveryStats {
+  messagesReceived: number
+  messagesDropped: Record<DropReason, number>
+  discoveriesStarted: number
+  discoveriesSucceeded: number
+  discoveriesFailed: number
+  announcementsSent: number
+}
+
+export class Discovery implements Startable {
+  private readonly components: DiscoveryComponents
   private readonly init: DiscoveryInit
+  private readonly log: Logger
   private readonly topic: string
   private readonly limiter = new RateLimiter({ burst: MESSAGE_BURST, ratePerSecond: MESSAGE_RATE_PER_SECOND, maxKeys: MAX_TRACKED_PEERS })
   private readonly failed = new ExpiringSet(DISCOVERY_FAILURE_TTL, 1024)
@@ -48,34 +59,46 @@ export class Discovery {
   private readonly shutdown = new AbortController()
   private readonly payload: Uint8Array
   private started = false
+  readonly stats: DiscoveryStats = {
+    messagesReceived: 0,
+    messagesDropped: { oversized: 0, 'not-json': 0, 'wrong-shape': 0, 'rate-limited': 0, 'queue-full': 0, 'invalid-user-db': 0, 'recently-failed': 0 },
+    discoveriesStarted: 0,
+    discoveriesSucceeded: 0,
+    discoveriesFailed: 0,
+    announcementsSent: 0
+  }
 
-  constructor (init: DiscoveryInit) {
+  constructor (components: DiscoveryComponents, init: DiscoveryInit) {
+    this.components = components
     this.init = init
-    this.topic = init.libp2p.peerId.toString()
+    this.log = components.logger.forComponent('npp:discovery')
+    this.topic = components.libp2p.peerId.toString()
     this.payload = uint8ArrayFromString(JSON.stringify({ userDb: init.userDb }))
   }
 
-  private get pubsub (): any {
-    return this.init.libp2p.services.pubsub
+  private get pubsub (): NppComponents['libp2p']['services']['pubsub'] {
+    return this.components.libp2p.services.pubsub
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    const { libp2p } = this.components
     this.pubsub.addEventListener('message', this.onPubsubMessage)
-    this.init.libp2p.addEventListener('peer:connect', this.onPeerConnect)
-    this.init.libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
+    libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     this.pubsub.subscribe(this.topic)
-    for (const peer of this.init.libp2p.getPeers()) this.announce(peer)
+    for (const peer of libp2p.getPeers()) this.announce(peer)
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.shutdown.abort()
+    const { libp2p } = this.components
     this.pubsub.removeEventListener('message', this.onPubsubMessage)
-    this.init.libp2p.removeEventListener('peer:connect', this.onPeerConnect)
-    this.init.libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
     for (const controller of this.announcing.values()) controller.abort()
     this.announcing.clear()
     this.queue.clear()
@@ -106,23 +129,23 @@ export class Discovery {
     if (!this.started || this.announcing.has(key)) return
     const controller = new AbortController()
     this.announcing.set(key, controller)
-    const bounded = timeoutSignal(this.init.timeout, AbortSignal.any([controller.signal, this.shutdown.signal]), `announcing to ${key}`)
+    const bound = deadline(this.init.timeout, AbortSignal.any([controller.signal, this.shutdown.signal]), `announcing to ${key}`)
     const started = Date.now()
-    publishToPeer(this.pubsub, key, peer, this.payload, { signal: bounded.signal, attempts: ANNOUNCE_ATTEMPTS })
+    publishToPeer(this.pubsub, key, peer, this.payload, { signal: bound.signal, attempts: ANNOUNCE_ATTEMPTS })
       .then(attempts => {
-        this.init.stats.announcementsSent++
-        log('announced user db to %s in %d ms (%d attempt(s))', key, Date.now() - started, attempts)
-      }, (err: any) => {
+        this.stats.announcementsSent++
+        this.log('announced user db to %p in %d ms (%d attempt(s))', peer, Date.now() - started, attempts)
+      }, (err: unknown) => {
         // peers that do not run this protocol never subscribe: that is not an error
-        log.trace('no announcement to %s: %s', key, err?.message ?? err)
+        this.log.trace('no announcement to %p: %e', peer, bound.signal.aborted ? bound.reason() : err)
       })
       .finally(() => {
-        bounded.clear()
+        bound.clear()
         if (this.announcing.get(key) === controller) this.announcing.delete(key)
       })
   }
 
-  private readonly onPubsubMessage = (evt: CustomEvent<any>): void => {
+  private readonly onPubsubMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
     if (msg?.topic !== this.topic) return
     if (msg.type !== 'signed' || msg.from == null) {
@@ -131,12 +154,12 @@ export class Discovery {
     }
     const from: string = msg.from.toString()
     if (from === this.topic) return
-    this.init.stats.messagesReceived++
+    this.stats.messagesReceived++
     if (!this.limiter.take(from)) {
       this.drop(from, 'rate-limited')
       return
     }
-    const data: Uint8Array = msg.data
+    const data: unknown = msg.data
     if (!(data instanceof Uint8Array) || data.byteLength > MAX_MESSAGE_BYTES) {
       this.drop(from, 'oversized')
       return
@@ -159,11 +182,11 @@ export class Discovery {
         this.drop(from, 'wrong-shape')
         return
       }
-      this.init.onMessage({ from, topic: this.topic, data: object })
+      this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
       this.enqueue(object.userDb, from)
       return
     }
-    this.init.onMessage({ from, topic: this.topic, data: object })
+    this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
   }
 
   private enqueue (userDb: string, from: string): void {
@@ -179,30 +202,30 @@ export class Discovery {
       return
     }
     this.inFlight.add(userDb)
-    this.init.stats.discoveriesStarted++
+    this.stats.discoveriesStarted++
     this.queue.add(async () => {
       const started = Date.now()
-      const bounded = timeoutSignal(this.init.timeout, this.shutdown.signal, `verifying ${userDb} from ${from}`)
+      const bound = deadline(this.init.timeout, this.shutdown.signal, `verifying ${userDb} from ${from}`)
       try {
-        await this.init.verify(userDb, from, bounded.signal)
-        this.init.stats.discoveriesSucceeded++
-        log('verified %s from %s in %d ms', userDb, from, Date.now() - started)
-      } catch (err: any) {
+        await this.components.verifier.verify(userDb, from, bound.signal)
+        this.stats.discoveriesSucceeded++
+        this.log('verified %s from %s in %d ms', userDb, from, Date.now() - started)
+      } catch (err) {
         if (this.shutdown.signal.aborted) return
-        this.init.stats.discoveriesFailed++
+        this.stats.discoveriesFailed++
         this.failed.add(key)
         this.drop(from, 'invalid-user-db')
-        log.error('rejected user db %s from %s: %s', userDb, from, err?.message ?? err)
+        this.log.error('rejected user db %s from %s: %e', userDb, from, bound.signal.aborted ? bound.reason() : err)
       } finally {
-        bounded.clear()
+        bound.clear()
         this.inFlight.delete(userDb)
       }
     }).catch(() => {})
   }
 
   private drop (from: string, reason: DropReason): void {
-    this.init.stats.messagesDropped[reason]++
-    log('dropped a message from %s: %s', from, reason)
-    this.init.onDropped(from, reason)
+    this.stats.messagesDropped[reason]++
+    this.log('dropped a message from %s: %s', from, reason)
+    this.components.events.safeDispatchEvent('message:dropped', { detail: { from, reason } })
   }
 }

@@ -4,11 +4,13 @@
  * (`subscription-change`), publish, and retry a bounded number of times while
  * the peer is not among the recipients. No fixed sleeps.
  */
+import delay from 'delay'
 import type { PeerId } from '@libp2p/interface'
-import { waitForEvent } from '../utils/abort.ts'
+import { nextEvent } from '../utils/abort.ts'
 import { TimeoutError } from '../errors.ts'
 
-interface PubSubLike extends EventTarget {
+/** What publishing needs of gossipsub. */
+export interface PubSubLike extends EventTarget {
   getSubscribers(topic: string): PeerId[]
   publish(topic: string, data: Uint8Array): Promise<{ recipients: PeerId[] }>
 }
@@ -27,20 +29,6 @@ const RETRY_BASE_MS = 10
  */
 const RETRY_MAX_MS = 50
 
-async function delay (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
 export interface PublishToPeerOptions {
   signal: AbortSignal
   /** Publishes tried at most. */
@@ -49,7 +37,7 @@ export interface PublishToPeerOptions {
 
 export async function waitForSubscription (pubsub: PubSubLike, topic: string, peer: PeerId, signal: AbortSignal): Promise<void> {
   if (pubsub.getSubscribers(topic).some(p => p.equals(peer))) return
-  await waitForEvent<SubscriptionChange>(pubsub, 'subscription-change', detail =>
+  await nextEvent<SubscriptionChange>(pubsub, 'subscription-change', detail =>
     detail.peerId.equals(peer) && detail.subscriptions.some(s => s.topic === topic && s.subscribe), signal)
 }
 
@@ -67,8 +55,8 @@ export async function publishToPeer (pubsub: PubSubLike, topic: string, peer: Pe
     const signal = AbortSignal.any([options.signal, round.signal])
     try {
       await Promise.race([
-        delay(Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS), signal),
-        waitForEvent<SubscriptionChange>(pubsub, 'subscription-change', d => d.peerId.equals(peer), signal)
+        delay(Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS), { signal }),
+        nextEvent<SubscriptionChange>(pubsub, 'subscription-change', d => d.peerId.equals(peer), signal)
       ])
     } finally {
       round.abort() // detach whichever lost the race

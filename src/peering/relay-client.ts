@@ -3,11 +3,14 @@
  * endpoint, turned into the multiaddrs to dial at start (and, from a config,
  * the trusted peers the relay operator wants every peer to reach).
  */
-import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidOptionError, RelayUnavailableError, describe } from '../errors.ts'
-import { timeoutSignal } from '../utils/abort.ts'
-import { isPlainObject } from '../utils/validate.ts'
-import { trailingPeerId } from '../utils/multiaddr.ts'
+import { withDeadline } from '../utils/abort.ts'
+import { isPlainObject, parseMultiaddr } from '../utils/validate.ts'
+import { trailingPeerId, tryMultiaddr, isWebSocket } from '../utils/multiaddr.ts'
+import { AutoDial } from './auto-dial.ts'
+import type { Logger } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { NppComponents, Startable } from '../components.ts'
 
 /** The relay's /config answer is small; anything bigger is not one. */
 const MAX_CONFIG_BYTES = 64 * 1024
@@ -21,15 +24,6 @@ export interface ResolvedRelay {
   trusted: string[]
 }
 
-function isMultiaddr (m: string): boolean {
-  try {
-    multiaddr(m)
-    return true
-  } catch {
-    return false
-  }
-}
-
 export function checkRelayOption (relay: unknown): string | undefined {
   if (relay === undefined) return undefined
   if (typeof relay !== 'string' || relay.length === 0) throw new InvalidOptionError(`expected relay to be a multiaddr or an http(s) URL, got ${describe(relay)}`)
@@ -41,39 +35,112 @@ export function checkRelayOption (relay: unknown): string | undefined {
     }
     return relay
   }
-  try {
-    multiaddr(relay)
-  } catch {
-    throw new InvalidOptionError(`relay ${describe(relay)} is neither a multiaddr nor an http(s) URL`)
-  }
+  if (tryMultiaddr(relay) == null) throw new InvalidOptionError(`relay ${describe(relay)} is neither a multiaddr nor an http(s) URL`)
   return relay
 }
 
 /** The relay's multiaddrs usable by this platform (WebSockets only in browsers). */
 export async function resolveRelay (relay: string, options: { timeout: number, websocketOnly: boolean }): Promise<ResolvedRelay> {
   if (!/^https?:\/\//.test(relay)) return { addrs: [relay], trusted: [] }
-  const bounded = timeoutSignal(options.timeout, undefined, `fetching ${relay}`)
   let body: unknown
   try {
-    const res = await fetch(relay, { signal: bounded.signal })
-    if (!res.ok) throw new RelayUnavailableError(`${relay} answered HTTP ${res.status}`)
-    const text = await res.text()
-    if (text.length > MAX_CONFIG_BYTES) throw new RelayUnavailableError(`${relay} answered ${text.length} bytes, not a relay config`)
-    body = JSON.parse(text)
-  } catch (err: any) {
+    body = await withDeadline(options.timeout, undefined, `fetching ${relay}`, async (signal) => {
+      const res = await fetch(relay, { signal })
+      if (!res.ok) throw new RelayUnavailableError(`${relay} answered HTTP ${res.status}`)
+      const text = await res.text()
+      if (text.length > MAX_CONFIG_BYTES) throw new RelayUnavailableError(`${relay} answered ${text.length} bytes, not a relay config`)
+      return JSON.parse(text)
+    })
+  } catch (err) {
     if (err instanceof RelayUnavailableError) throw err
-    throw new RelayUnavailableError(`cannot get the relay config from ${relay}: ${err?.message ?? err}`)
-  } finally {
-    bounded.clear()
+    throw new RelayUnavailableError(`cannot get the relay config from ${relay}: ${err instanceof Error ? err.message : String(err)}`)
   }
-  const addrs = isPlainObject(body) && Array.isArray(body.multiaddrs) ? body.multiaddrs.filter((m): m is string => typeof m === 'string') : []
-  const usable = addrs.filter(m => isMultiaddr(m) && (!options.websocketOnly || m.includes('/ws')))
+  const listed = isPlainObject(body) && Array.isArray(body.multiaddrs) ? body.multiaddrs : []
+  const parsed = listed.flatMap(m => { const ma = tryMultiaddr(m); return ma == null ? [] : [{ text: m as string, ma }] })
+  const usable = parsed.filter(({ ma }) => !options.websocketOnly || isWebSocket(ma))
   if (usable.length === 0) throw new RelayUnavailableError(`${relay} did not list any usable relay multiaddr`)
   // Node: TCP when the relay offers it (one transport is enough to reach it)
-  const tcp = usable.filter(m => !m.includes('/ws'))
+  const tcp = usable.filter(({ ma }) => !isWebSocket(ma))
   // trusted peers are optional: anything malformed is left out, never fatal
   const trusted = isPlainObject(body) && Array.isArray(body.trusted)
-    ? body.trusted.filter((m): m is string => typeof m === 'string' && isMultiaddr(m) && trailingPeerId(m) != null).slice(0, MAX_TRUSTED_PEERS)
+    ? body.trusted.filter((m): m is string => typeof m === 'string' && trailingPeerId(m) != null).slice(0, MAX_TRUSTED_PEERS)
     : []
-  return { addrs: options.websocketOnly || tcp.length === 0 ? usable : tcp, trusted }
+  return { addrs: (options.websocketOnly || tcp.length === 0 ? usable : tcp).map(({ text }) => text), trusted }
+}
+
+export interface RelayClientInit {
+  /** The relay as resolved at start (none: only bootstrap peers). */
+  relay: ResolvedRelay
+  /** Multiaddrs dialed at start besides the relay. */
+  bootstrap: string[]
+  dialTimeout: number
+  /** Dial the peers pubsub discovery reports. */
+  pubsubDiscovery: boolean
+  /** How often the relay's trusted peers are dialed again when not linked. */
+  reconnectInterval: number
+  /** Whether this platform can dial an announced address directly (see `PlatformDefaults`). */
+  canDialDirectly(addr: Multiaddr): boolean
+}
+
+/**
+ * Reaching out at start: dial the relay and the bootstrap peers, keep the
+ * relay's trusted peers linked, and (with pubsub discovery) dial the peers
+ * heard of, through `AutoDial`.
+ */
+export class RelayClient implements Startable {
+  private readonly components: Pick<NppComponents, 'libp2p' | 'logger'>
+  private readonly init: RelayClientInit
+  private readonly log: Logger
+  private readonly autoDial: AutoDial | undefined
+  private started = false
+
+  constructor (components: Pick<NppComponents, 'libp2p' | 'logger'>, init: RelayClientInit) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.forComponent('npp:relay-client')
+    if (init.pubsubDiscovery || init.relay.trusted.length > 0) {
+      this.autoDial = new AutoDial(components, {
+        dialTimeout: init.dialTimeout,
+        canDialDirectly: init.canDialDirectly,
+        keepInterval: init.reconnectInterval,
+        dialDiscovered: init.pubsubDiscovery
+      })
+    }
+  }
+
+  /** Dials that needed more than one attempt (diagnostics). */
+  get retriedDials (): number {
+    return this.autoDial?.retriedDials ?? 0
+  }
+
+  start (): void {
+    if (this.started) return
+    this.started = true
+    const { libp2p } = this.components
+    const { relay, bootstrap, dialTimeout } = this.init
+    this.autoDial?.start()
+    for (const addr of [...relay.addrs, ...bootstrap]) {
+      withDeadline(dialTimeout, undefined, `dialing ${addr}`, async (signal) => await libp2p.dial(parseMultiaddr(addr), { signal }))
+        .catch((err: unknown) => { this.log.error('bootstrap dial to %s failed: %e', addr, err) })
+    }
+    // the relay's trusted peers (resolveRelay kept only well-formed entries):
+    // directly when this platform can, else over WebRTC signalled through the
+    // relay (they hold a reservation on it); kept linked
+    for (const addr of relay.trusted) {
+      const peer = trailingPeerId(addr)
+      if (peer == null || peer.equals(libp2p.peerId)) continue
+      try {
+        const candidates = [addr, ...relay.addrs.map(r => `${r}/p2p-circuit/webrtc/p2p/${peer.toString()}`)]
+        this.autoDial?.keep(peer, candidates.map(parseMultiaddr))
+      } catch (err) {
+        this.log.error('ignoring trusted peer %s from the relay: %e', addr, err)
+      }
+    }
+  }
+
+  stop (): void {
+    if (!this.started) return
+    this.started = false
+    this.autoDial?.stop()
+  }
 }

@@ -14,6 +14,7 @@ import type { PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
 import { browserGater } from './browser-gater.ts'
 import { StorageLockedError } from '../errors.ts'
+import { isWebSocket } from '../utils/multiaddr.ts'
 import { logger } from '../utils/logger.ts'
 
 const log = logger('platform')
@@ -27,7 +28,7 @@ export const platform: PlatformDefaults = {
     release: async () => {}
   }),
   // a browser can only dial WebSockets itself; everything else goes through the relay or WebRTC
-  canDialDirectly: (addr) => /\/(ws|wss|tls\/ws)(\/p2p\/[^/]+)?$/.test(addr) && !addr.includes('/p2p-circuit'),
+  canDialDirectly: isWebSocket,
   connectionGater: (trusted) => browserGater(trusted),
   // IndexedDB has no lock of its own: two tabs on one catalog would be the
   // same peer twice. A Web Lock is released when the tab closes or crashes.
@@ -52,6 +53,5 @@ export const platform: PlatformDefaults = {
       })
       held?.catch(reject)
     })
-  },
-  extraServices: () => ({})
+  }
 }

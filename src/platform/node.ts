@@ -6,12 +6,14 @@
  * module for `./browser.ts` (package.json `browser` field), so nothing here
  * is bundled for web apps.
  */
+import './node-version.ts'
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { joinPath } from '../utils/path.ts'
 import { StorageLockedError } from '../errors.ts'
+import { isTcp } from '../utils/multiaddr.ts'
 
 const log = logger('platform')
 
@@ -47,7 +49,7 @@ export const platform: PlatformDefaults = {
     }
   },
   // TCP, not WebSockets (Node peers do not listen on them by default) and not through a relay
-  canDialDirectly: (addr) => /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(addr),
+  canDialDirectly: isTcp,
   connectionGater: () => undefined,
   // a tiny LevelDB beside the data: its LOCK is an OS lock, released even
   // when the holder is killed, and it says clearly who failed and why
@@ -61,6 +63,5 @@ export const platform: PlatformDefaults = {
       throw err
     }
     return { release: async () => { await db.close() } }
-  },
-  extraServices: () => ({})
+  }
 }

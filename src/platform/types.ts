@@ -1,11 +1,14 @@
 import type { ConnectionGater } from '@libp2p/interface'
+import type { Libp2pOptions } from 'libp2p'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { IceServer } from '../types.ts'
 
 /** What a platform needs to know to pick its transports. */
 export interface TransportOptions {
   /** A relay is configured: be reachable through it (circuit relay v2) and directly over WebRTC. */
   relay: boolean
   /** ICE servers for WebRTC; `[]` (no STUN, host candidates only) unless the caller opts in. */
-  iceServers: RTCIceServer[]
+  iceServers: IceServer[]
 }
 
 /** What differs between Node and browsers when a stack is built. */
@@ -16,9 +19,9 @@ export interface PlatformDefaults {
   /** Added to the listen addresses when a relay is configured: a reservation on it, and WebRTC through it. */
   relayListen: readonly string[]
   /** The transports, and what to call once the libp2p node using them has stopped. */
-  transports(options: TransportOptions): Promise<{ transports: any[], release(): Promise<void> }>
+  transports(options: TransportOptions): Promise<{ transports: Array<Libp2pOptions['transports'] extends Array<infer T> | undefined ? T : never>, release(): Promise<void> }>
   /** Whether a multiaddr a peer announced can be dialed directly (not relayed, not WebRTC) from here. */
-  canDialDirectly(addr: string): boolean
+  canDialDirectly(addr: Multiaddr): boolean
   /** `trusted`: the configured relay and bootstrap addresses, which may be dialed even where the platform's default would refuse them. */
   connectionGater(trusted: readonly string[]): ConnectionGater | undefined
   /**
@@ -26,5 +29,4 @@ export interface PlatformDefaults {
    * `StorageLockedError` when another instance (process, tab) holds it.
    */
   lockStorage(directory: string): Promise<{ release(): Promise<void> }>
-  extraServices(): Record<string, any>
 }

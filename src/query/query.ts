@@ -4,7 +4,8 @@
  * reported as `timeout` and the call resolves on time with what answered.
  */
 import { logger } from '../utils/logger.ts'
-import { timeoutSignal, raceSignal } from '../utils/abort.ts'
+import { deadline, race } from '../utils/abort.ts'
+import { sameJson } from '../utils/json.ts'
 import { InvalidOptionError, describe } from '../errors.ts'
 import { isPlainObject, isJsonValue } from '../utils/validate.ts'
 import type { CatalogLike } from '../orbitdb/types.ts'
@@ -33,13 +34,7 @@ export function toPredicate (filter: PieceFilter | undefined): (piece: Piece) =>
     throw new InvalidOptionError(`expected a filter function or a plain object of field values, got ${describe(filter)}`)
   }
   const entries = Object.entries(filter as Record<string, JsonValue>)
-  return (piece) => entries.every(([key, value]) => deepEqual(piece[key], value))
-}
-
-function deepEqual (a: unknown, b: unknown): boolean {
-  if (a === b) return true
-  if (typeof a !== 'object' || typeof b !== 'object' || a == null || b == null) return false
-  return JSON.stringify(a) === JSON.stringify(b)
+  return (piece) => entries.every(([key, value]) => sameJson(piece[key], value))
 }
 
 /** Use the index when the filter pins an indexed field (reading only its matches), else scan. */
@@ -79,7 +74,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
       return false
     }
   }
-  const bounded = timeoutSignal(timeout, signal, 'catalog query')
+  const bounded = deadline(timeout, signal, 'catalog query')
   const started = Date.now()
   let answered = 0
   const tell = (settled: { report: QuerySource, pieces: Piece[] }): { report: QuerySource, pieces: Piece[] } => {
@@ -98,17 +93,17 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
         if (source.whenSynced != null) {
           // a companion that just connected: give its first sync most of the
           // budget, then answer from whatever is replicated locally
-          const wait = timeoutSignal(Math.floor(timeout * SYNC_WAIT_SHARE), bounded.signal, 'first sync')
+          const wait = deadline(Math.floor(timeout * SYNC_WAIT_SHARE), bounded.signal, 'first sync')
           try {
-            await raceSignal(source.whenSynced, wait.signal)
-          } catch (err: any) {
-            if (bounded.signal.aborted) throw err
+            await race(source.whenSynced, wait.signal)
+          } catch {
+            if (bounded.signal.aborted) throw bounded.reason()
             log('source %s not synced yet, answering from the local replica', source.owner)
           } finally {
             wait.clear()
           }
         }
-        const pieces = await raceSignal(runQuery(source.db, filter, safe), bounded.signal)
+        const pieces = await race(runQuery(source.db, filter, safe), bounded.signal).catch((err: unknown) => { throw bounded.signal.aborted ? bounded.reason() : err })
         return { report: { owner: source.owner, address: source.address, status: 'ok', count: pieces.length, ms: Date.now() - t0, online: source.online }, pieces }
       } catch (err: any) {
         const status = err?.name === 'TimeoutError' ? 'timeout' : err?.name === 'AbortError' ? 'aborted' : 'error'
@@ -129,6 +124,8 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
     const reports = settled.map(s => s.report)
     log('query over %d source(s) took %d ms, %d result(s)', sources.length, Date.now() - started, results.length)
     return { results, sources: reports, complete: reports.every(r => r.status === 'ok') }
+  } catch (err) {
+    throw bounded.signal.aborted ? bounded.reason() : err
   } finally {
     bounded.clear()
   }

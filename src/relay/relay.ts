@@ -22,7 +22,9 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { RelayConfigError, RelayStartError, describe } from '../errors.ts'
-import { trailingPeerId } from '../utils/multiaddr.ts'
+import { trailingPeerId, tryMultiaddr, isWebSocket } from '../utils/multiaddr.ts'
+import { repeatingTask } from '@libp2p/utils'
+import { KEEP_ALIVE } from '@libp2p/interface'
 import { logger } from '../utils/logger.ts'
 
 const log = logger('relay')
@@ -32,6 +34,8 @@ export const DEFAULT_RELAY_LISTEN: readonly string[] = ['/ip4/127.0.0.1/tcp/0/ws
 export const DEFAULT_RELAY_HTTP_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_HTTP_PORT = 0
 export const DEFAULT_TRUSTED_REDIAL_INTERVAL = 10_000
+/** The peer-store tag that keeps trusted peers linked (libp2p treats every tag starting with `KEEP_ALIVE` so). */
+const TRUSTED_TAG = `${KEEP_ALIVE}-npp-trusted`
 /** Peers that may hold a reservation at once (every browser holds one to be reachable); libp2p's own default is 15. */
 export const DEFAULT_MAX_RESERVATIONS = 256
 /** A relayed connection is for signalling (WebRTC SDP, discovery): it is closed after this long... */
@@ -110,11 +114,7 @@ function checkAddrs (name: string, value: unknown): string[] {
   if (value === undefined) return []
   if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new RelayConfigError(`expected ${name} to be an array of multiaddr strings, got ${describe(value)}`)
   for (const v of value) {
-    try {
-      multiaddr(v)
-    } catch {
-      throw new RelayConfigError(`${name}: ${describe(v)} is not a multiaddr`)
-    }
+    if (tryMultiaddr(v) == null) throw new RelayConfigError(`${name}: ${describe(v)} is not a multiaddr`)
   }
   return value
 }
@@ -183,7 +183,7 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
     return {
       peerId: libp2p.peerId.toString(),
       multiaddrs,
-      websocket: multiaddrs.filter(m => m.includes('/ws')),
+      websocket: libp2p.getMultiaddrs().filter(isWebSocket).map(String),
       discoveryTopic: TOPIC,
       trusted
     }
@@ -217,21 +217,25 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
     throw err
   }
 
-  // keep trusted peers connected
+  // keep trusted peers connected: tagged KEEP_ALIVE (libp2p redials one that
+  // drops) and dialed every trustedRedialInterval while not connected
+  const trustedPeers = trusted.map(addr => ({ addr, ma: multiaddr(addr), peer: trailingPeerId(addr) }))
+  for (const { ma, peer } of trustedPeers) {
+    if (peer != null) await libp2p.peerStore.merge(peer, { multiaddrs: [ma], tags: { [TRUSTED_TAG]: { value: 100 } } }).catch(() => {})
+  }
   const dialTrusted = async (): Promise<void> => {
-    await Promise.all(trusted.map(async addr => {
-      const ma = multiaddr(addr)
-      const id = ma.getComponents().find(c => c.name === 'p2p')?.value
-      if (id != null && libp2p.getPeers().some(p => p.toString() === id)) return
+    await Promise.all(trustedPeers.map(async ({ addr, ma, peer }) => {
+      if (peer != null && libp2p.getConnections(peer).length > 0) return
       try {
-        await libp2p.dial(ma, { signal: AbortSignal.timeout(10_000) })
-      } catch (err: any) {
-        log('trusted peer %s not reachable: %s', addr, err?.message ?? err)
+        await libp2p.dial(ma, { signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(10_000)]) })
+      } catch (err) {
+        log('trusted peer %s not reachable: %e', addr, err)
       }
     }))
   }
-  void dialTrusted()
-  const timer = trusted.length > 0 ? setInterval(() => { void dialTrusted() }, init.trustedRedialInterval ?? DEFAULT_TRUSTED_REDIAL_INTERVAL) : undefined
+  const shutdown = new AbortController()
+  const keepTrusted = repeatingTask(dialTrusted, init.trustedRedialInterval ?? DEFAULT_TRUSTED_REDIAL_INTERVAL, { runImmediately: true })
+  if (trustedPeers.length > 0) keepTrusted.start()
 
   let stopping: Promise<void> | undefined
   const host = httpHost.includes(':') ? `[${httpHost}]` : httpHost
@@ -243,7 +247,8 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
     config,
     async stop () {
       stopping ??= (async () => {
-        clearInterval(timer)
+        keepTrusted.stop()
+        shutdown.abort()
         server.closeAllConnections()
         await new Promise<void>(resolve => server.close(() => { resolve() }))
         await libp2p.stop()

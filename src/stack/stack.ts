@@ -22,7 +22,7 @@ import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { DEFAULT_ICE_SERVERS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
-import type { NppHelia, NppLibp2p } from '../types.ts'
+import type { IceServer, NppHelia, NppLibp2p } from '../types.ts'
 
 const log = logger('stack')
 const dbLog = logger('sync')
@@ -47,7 +47,7 @@ export interface StackInit {
   /** A relay is configured: add the platform's relay transports (circuit relay v2, WebRTC). Default false. */
   relay?: boolean
   /** WebRTC ICE servers. Default none (`DEFAULT_ICE_SERVERS`). */
-  iceServers?: RTCIceServer[]
+  iceServers?: IceServer[]
   /** Addresses the user configured (relay, bootstrap): dialable even where the platform's gater would refuse them. */
   trusted?: string[]
   helia?: NppHelia
@@ -201,8 +201,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
       // OrbitDB publishes updates whether or not anyone listens yet
       allowPublishToZeroTopicPeers: true,
       emitSelf: false
-    }),
-    ...platform.extraServices()
+    })
   }
 
   const discovery = announceOnHub()

@@ -46,10 +46,6 @@ export class RateLimiter {
     return true
   }
 
-  forget (key: string): void {
-    this.buckets.delete(key)
-  }
-
   get size (): number {
     return this.buckets.size
   }
@@ -85,10 +81,6 @@ export class ExpiringSet {
       return false
     }
     return true
-  }
-
-  delete (key: string): void {
-    this.entries.delete(key)
   }
 
   get size (): number {

@@ -15,7 +15,7 @@ import {
   MAX_HASH_LENGTH, MAX_INSTRUMENT_LENGTH, MAX_PIECE_BYTES, MAX_PROFILE_KEY_LENGTH,
   MAX_PROFILE_VALUE_BYTES, MAX_USERNAME_LENGTH, MAX_MESSAGE_BYTES, DEFAULT_ICE_SERVERS
 } from '../constants.ts'
-import type { JsonValue, PieceExtra } from '../types.ts'
+import type { IceServer, JsonValue, PieceExtra } from '../types.ts'
 
 const encoder = new TextEncoder()
 
@@ -181,7 +181,7 @@ export function stringList (name: string, value: unknown, fallback: readonly str
 }
 
 /** `iceServers`: WebRTC ICE servers, each `{ urls: string | string[], username?, credential? }`. */
-export function iceServerList (value: unknown): RTCIceServer[] {
+export function iceServerList (value: unknown): IceServer[] {
   if (value === undefined) return [...DEFAULT_ICE_SERVERS]
   const isUrl = (u: unknown): boolean => typeof u === 'string' && /^(stun|stuns|turn|turns):/.test(u)
   const valid = Array.isArray(value) && value.every((s: any) =>
@@ -190,5 +190,5 @@ export function iceServerList (value: unknown): RTCIceServer[] {
     (s.username === undefined || typeof s.username === 'string') &&
     (s.credential === undefined || typeof s.credential === 'string'))
   if (!valid) throw new InvalidOptionError(`expected iceServers to be an array of { urls: 'stun:…' | 'turn:…' (or an array of them), username?, credential? }, got ${describe(value)}`)
-  return value.map((s: RTCIceServer) => ({ ...s }))
+  return value.map((s: IceServer) => ({ ...s }))
 }

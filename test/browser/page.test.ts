@@ -133,7 +133,7 @@ describe('in Chromium', () => {
     page.on('console', msg => { logged.push(msg.text()) })
     await page.reload()
     await page.waitForFunction(() => document.getElementById('status')?.textContent === 'ready', undefined, { timeout: 30_000 })
-    assert.ok(logged.some(l => l.includes('npp:catalog')), 'debug output after turning it on')
+    assert.ok(logged.some(l => l.includes('npp:node')), 'debug output after turning it on')
     assert.equal(await page.isChecked('#debug'), true, 'the toggle shows the setting')
     await page.uncheck('#debug')
     assert.equal(await page.evaluate(() => localStorage.debug), undefined)

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { AutoDial, WEBRTC_ATTEMPTS, type AutoDialOptions } from '../../../src/peering/auto-dial.ts'
+import { defaultLogger } from '@libp2p/logger'
+import { AutoDial, WEBRTC_ATTEMPTS, type AutoDialInit } from '../../../src/peering/auto-dial.ts'
 import { platform as nodePlatform } from '../../../src/platform/node.ts'
 import { platform as browserPlatform } from '../../../src/platform/browser.ts'
 
@@ -56,10 +57,11 @@ const addrs = (relay: string, peer: string): Multiaddr[] => [
 ]
 
 /** A dialer over a fake libp2p, already asked to dial a peer that offers TCP, a relayed and a WebRTC address. */
-async function dialing (behaviour: Parameters<typeof fakeLibp2p>[0], options: Partial<AutoDialOptions> & { platform: 'node' | 'browser' }): Promise<{ libp2p: any, dialer: AutoDial, again(): void, remote: any }> {
+async function dialing (behaviour: Parameters<typeof fakeLibp2p>[0], options: Partial<AutoDialInit> & { platform: 'node' | 'browser' }): Promise<{ libp2p: any, dialer: AutoDial, again(): void, remote: any }> {
   const libp2p = await fakeLibp2p(behaviour)
   const { platform, ...rest } = options
-  const dialer = new AutoDial(libp2p, { dialTimeout: 10_000, canDialDirectly: (platform === 'node' ? nodePlatform : browserPlatform).canDialDirectly, ...rest })
+  const dialer = new AutoDial({ libp2p, logger: defaultLogger() }, { dialTimeout: 10_000, canDialDirectly: (platform === 'node' ? nodePlatform : browserPlatform).canDialDirectly, ...rest })
+  dialer.start()
   const [remote, relay] = [await newPeerId(), await newPeerId()]
   const again = (): void => { dialer.consider(remote, addrs(relay.toString(), remote.toString())) }
   again()
@@ -139,7 +141,8 @@ describe('AutoDial', () => {
         linked()
       }
     }
-    const dialer = new AutoDial(libp2p, { dialTimeout: 1000, canDialDirectly: nodePlatform.canDialDirectly, keepInterval: 20, retryAfterFailure: 0 })
+    const dialer = new AutoDial({ libp2p, logger: defaultLogger() }, { dialTimeout: 1000, canDialDirectly: nodePlatform.canDialDirectly, keepInterval: 20, retryAfterFailure: 0, dialDiscovered: false })
+    dialer.start()
     dialer.keep(remote, [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${remote.toString()}`)])
     await done
     assert.equal(dials, 3, 'two failed rounds, then linked')
@@ -161,13 +164,15 @@ describe('AutoDial', () => {
 describe('platform address choice', () => {
   it('Node dials TCP directly, browsers dial WebSockets directly; neither treats relayed or WebRTC addresses as direct', () => {
     const p = '12D3KooWGRUVh7JDKL1Ho8SzuZcy3VvBCe5KgjzdZ8ZJ2o4VvJwN'
-    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`), true)
-    assert.equal(nodePlatform.canDialDirectly('/ip6/::1/tcp/4001'), true)
-    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`), false)
-    assert.equal(nodePlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/9000/p2p/${p}/p2p-circuit/p2p/${p}`), false)
-    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`), false)
-    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`), true)
-    assert.equal(browserPlatform.canDialDirectly('/dns4/example.org/tcp/443/tls/ws'), true)
-    assert.equal(browserPlatform.canDialDirectly(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${p}/p2p-circuit/webrtc/p2p/${p}`), false)
+    assert.equal(nodePlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`)), true)
+    assert.equal(nodePlatform.canDialDirectly(multiaddr('/ip6/::1/tcp/4001')), true)
+    assert.equal(nodePlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`)), false)
+    assert.equal(nodePlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/9000/p2p/${p}/p2p-circuit/p2p/${p}`)), false)
+    assert.equal(browserPlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${p}`)), false)
+    assert.equal(browserPlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/4001/ws/p2p/${p}`)), true)
+    assert.equal(browserPlatform.canDialDirectly(multiaddr('/dns4/example.org/tcp/443/tls/ws')), true)
+    assert.equal(browserPlatform.canDialDirectly(multiaddr(`/ip4/127.0.0.1/tcp/9000/ws/p2p/${p}/p2p-circuit/webrtc/p2p/${p}`)), false)
+    // a host name that merely contains "ws" is not a WebSocket address (a substring test said it was)
+    assert.equal(browserPlatform.canDialDirectly(multiaddr('/dns4/ws.example.org/tcp/4001')), false)
   })
 })

@@ -1,0 +1,54 @@
+/**
+ * `NewPiecePleaseInit` checked and completed with its defaults, once, when
+ * the instance is constructed: a bad option throws `InvalidOptionError`
+ * naming what was received, before anything starts.
+ */
+import { platform } from './platform/node.ts'
+import { checkRelayOption } from './peering/relay-client.ts'
+import { InvalidOptionError, describe } from './errors.ts'
+import { assertProfileValue, positiveInteger, stringList, iceServerList } from './utils/validate.ts'
+import {
+  DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT
+} from './constants.ts'
+import type { IceServer, NewPiecePleaseInit } from './types.ts'
+
+/** Every option with its default applied (`helia` and `orbitdb` stay in the init). */
+export interface ResolvedOptions {
+  directory: string
+  storage: 'persistent' | 'memory'
+  listen: string[]
+  bootstrap: string[]
+  reconnectInterval: number
+  queryTimeout: number
+  discoveryTimeout: number
+  dialTimeout: number
+  username?: string
+  pubsubDiscovery: boolean
+  relay?: string
+  iceServers: IceServer[]
+}
+
+export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
+  if (init == null || typeof init !== 'object') throw new InvalidOptionError(`expected an options object, got ${describe(init)}`)
+  const storage = init.storage ?? 'persistent'
+  if (storage !== 'persistent' && storage !== 'memory') throw new InvalidOptionError(`expected storage to be 'persistent' or 'memory', got ${describe(storage)}`)
+  if (init.directory !== undefined && (typeof init.directory !== 'string' || init.directory.length === 0)) {
+    throw new InvalidOptionError(`expected directory to be a non-empty string, got ${describe(init.directory)}`)
+  }
+  if (init.username !== undefined) assertProfileValue('username', init.username)
+  return {
+    directory: init.directory ?? DEFAULT_DIRECTORY,
+    storage,
+    listen: stringList('listen', init.listen, platform.defaultListen),
+    bootstrap: stringList('bootstrap', init.bootstrap, []),
+    reconnectInterval: positiveInteger('reconnectInterval', init.reconnectInterval, DEFAULT_RECONNECT_INTERVAL),
+    queryTimeout: positiveInteger('queryTimeout', init.queryTimeout, DEFAULT_QUERY_TIMEOUT),
+    discoveryTimeout: positiveInteger('discoveryTimeout', init.discoveryTimeout, DEFAULT_DISCOVERY_TIMEOUT),
+    dialTimeout: positiveInteger('dialTimeout', init.dialTimeout, DEFAULT_DIAL_TIMEOUT),
+    username: init.username,
+    pubsubDiscovery: init.pubsubDiscovery ?? init.relay !== undefined,
+    relay: checkRelayOption(init.relay),
+    iceServers: iceServerList(init.iceServers)
+  }
+}

@@ -1,0 +1,68 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { TypedEventEmitter } from 'main-event'
+import { defaultLogger } from '@libp2p/logger'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { fromString } from 'uint8arrays'
+import { Discovery } from '../../../src/peering/discovery.ts'
+import type { NewPiecePleaseEvents, NppLibp2p } from '../../../src/index.ts'
+
+const USER_DB = '/orbitdb/zdpuAmrcSRUhkQcnRQ6p4bphs7DJWGBkqczSGFYynX6moTcDL'
+
+async function setup (verify: (userDb: string, from: string) => Promise<void>): Promise<{ discovery: Discovery, events: TypedEventEmitter<NewPiecePleaseEvents>, deliver(from: unknown, data: Uint8Array | string): void, verified: string[] }> {
+  const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  const pubsub = Object.assign(new EventTarget(), { subscribe () {}, unsubscribe () {}, getSubscribers: () => [], publish: async () => ({ recipients: [] }) })
+  const libp2p = Object.assign(new EventTarget(), { peerId: self, getPeers: () => [], services: { pubsub } }) as unknown as NppLibp2p
+  const events = new TypedEventEmitter<NewPiecePleaseEvents>()
+  const verified: string[] = []
+  const discovery = new Discovery({ libp2p, events, logger: defaultLogger(), verifier: { verify: async (userDb, from) => { verified.push(from); await verify(userDb, from) } } }, { userDb: USER_DB, timeout: 1000 })
+  await discovery.start()
+  const deliver = (from: unknown, data: Uint8Array | string): void => {
+    pubsub.dispatchEvent(new CustomEvent('message', { detail: { type: 'signed', topic: self.toString(), from, data: typeof data === 'string' ? fromString(data) : data } }))
+  }
+  return { discovery, events, deliver, verified }
+}
+
+describe('Discovery', () => {
+  it('hands a well-formed announcement to the verifier and reports the message', async () => {
+    const sender = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { discovery, events, deliver, verified } = await setup(async () => {})
+    const message = new Promise(resolve => { events.addEventListener('message', e => { resolve(e.detail.data) }) })
+    deliver(sender, JSON.stringify({ userDb: USER_DB }))
+    assert.deepEqual(await message, { userDb: USER_DB })
+    await new Promise<void>(resolve => setImmediate(resolve))
+    assert.deepEqual(verified, [sender.toString()])
+    assert.equal(discovery.stats.discoveriesSucceeded, 1)
+    await discovery.stop()
+  })
+
+  it('drops what is malformed with a reason on the shared event target, and never verifies it', async () => {
+    const sender = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { discovery, events, deliver, verified } = await setup(async () => {})
+    const reasons: string[] = []
+    events.addEventListener('message:dropped', e => { reasons.push(e.detail.reason) })
+    deliver(sender, 'not json')
+    deliver(sender, JSON.stringify({ userDb: 'nope' }))
+    deliver(sender, JSON.stringify({ userDb: USER_DB, extra: 1 }))
+    deliver(sender, new Uint8Array(17 * 1024))
+    assert.deepEqual(reasons, ['not-json', 'wrong-shape', 'wrong-shape', 'oversized'])
+    assert.deepEqual(verified, [])
+    assert.equal(discovery.stats.messagesDropped['wrong-shape'], 2)
+    await discovery.stop()
+  })
+
+  it('remembers a failed verification and refuses the same announcement for a while', async () => {
+    const sender = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { discovery, events, deliver } = await setup(async () => { throw new Error('not a catalog') })
+    const reasons: string[] = []
+    const failed = new Promise<void>(resolve => {
+      events.addEventListener('message:dropped', e => { reasons.push(e.detail.reason); if (e.detail.reason === 'invalid-user-db') resolve() })
+    })
+    deliver(sender, JSON.stringify({ userDb: USER_DB }))
+    await failed
+    deliver(sender, JSON.stringify({ userDb: USER_DB }))
+    assert.deepEqual(reasons, ['invalid-user-db', 'recently-failed'])
+    await discovery.stop()
+  })
+})
