@@ -43,7 +43,7 @@ export interface Companion extends CompanionRecord {
 
 /** The libp2p services this library needs: gossipsub named `pubsub` (as OrbitDB expects) and identify. */
 // a type, not an interface: libp2p's ServiceMap needs an index signature
-export type NppServices = {  // eslint-disable-line @typescript-eslint/consistent-type-definitions
+export type NppServices = {
   pubsub: GossipSub
   identify: Identify
 }

@@ -39,4 +39,3 @@ export function browserGater (allowed: readonly string[]): ConnectionGater {
     }
   }
 }
-

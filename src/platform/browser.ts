@@ -40,15 +40,15 @@ export const platform: PlatformDefaults = {
       return { release: async () => {} }
     }
     return await new Promise((resolve, reject) => {
-      let held: Promise<unknown> | undefined
-      held = locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
+      // the callback runs later (a lock is granted asynchronously), after `held` is set
+      const held: Promise<unknown> | undefined = locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
         if (lock == null) {
           reject(new StorageLockedError(`the catalog "${directory}" is open in another tab or window of this site; close it or use another directory`))
           return
         }
-        await new Promise<void>(release => {
+        await new Promise<void>(_resolve => {
           // resolves once the lock is really given back, so a start right after a stop finds it free
-          resolve({ release: async () => { release(); await held?.catch(() => {}) } })
+          resolve({ release: async () => { _resolve(); await held?.catch(() => {}) } })
         })
       })
       held?.catch(reject)
