@@ -22,7 +22,7 @@ import {
 } from '../constants.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
-import type { DropReason, JsonValue } from '../types.ts'
+import type { DropReason, JsonValue, NppStats } from '../types.ts'
 
 export interface DiscoveryInit {
   /** Address of our own user database, announced to every peer. */
@@ -36,15 +36,8 @@ export interface DiscoveryComponents extends Pick<NppComponents, 'libp2p' | 'eve
   verifier: AnnouncementVerifier
 }
 
-/** What discovery received, sent and dropped since start. */
-export interface DiscoveryStats {
-  messagesReceived: number
-  messagesDropped: Record<DropReason, number>
-  discoveriesStarted: number
-  discoveriesSucceeded: number
-  discoveriesFailed: number
-  announcementsSent: number
-}
+/** What discovery received, sent and dropped since start (all of `NppStats` but the redials). */
+export type DiscoveryStats = Omit<NppStats, 'redials'>
 
 export class Discovery implements Startable {
   private readonly components: DiscoveryComponents
