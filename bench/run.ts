@@ -1,15 +1,17 @@
 /**
  * `npm run bench [-- --full] [-- --write]`: the library's catalog store
- * against raw `@orbitdb/core` `Documents`, side by side in the same run.
- * Prints medians and ratios; `--write` also replaces its section of
- * bench/RESULTS.md (the notes around it stay).
+ * against raw `@orbitdb/core` `Documents`, side by side in the same run,
+ * and the memory of an idle peer. Prints medians and ratios; `--write` also
+ * replaces its section of bench/RESULTS.md (the notes around it stay).
+ * `npm run bench -- --idle` runs only the idle-RSS scenario.
  * Loopback only; temporary directories only.
  */
-import { mkdtemp, rm, readFile } from 'node:fs/promises'
+import { mkdtemp, rm, readFile, mkdir, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir, cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { spawn, execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Documents, useDatabaseType } from '@orbitdb/core'
 import { createStack, type Stack } from '../src/stack/stack.ts'
 import { Catalog, CATALOG_TYPE } from '../src/catalog/catalog.ts'
@@ -20,6 +22,8 @@ import { writeSection } from './results.ts'
 useDatabaseType(Catalog)
 const args = process.argv.slice(2)
 const FULL = args.includes('--full')
+const IDLE_ONLY = args.includes('--idle')
+if (IDLE_ONLY && args.includes('--write')) throw new Error('--write needs the whole benchmark (it replaces the whole table); drop --idle')
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
 
 /**
@@ -70,10 +74,117 @@ async function stack (dir?: string): Promise<Stack> {
 async function until (db: any, check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await new Promise(resolve => db.events.once('update', resolve))
 }
+/**
+ * RSS of a fresh `node` running `code` (an ES module body ending with
+ * IDLE_REPORT), so nothing of this process counts: after a full GC (`rss`),
+ * after a memory-reducing GC (`settled`: V8 also releases its young
+ * generation, 30 MB or more after a start, as its memory reducer does by
+ * itself once a process has idled for ~20 s), and the peak (VmHWM, read from
+ * /proc as peakRssMb does; Linux only).
+ */
+async function childRss (code: string, { source = true } = {}): Promise<{ rss: number, settled: number, peak: number | null }> {
+  const flags = ['--expose-gc', ...(source ? ['--conditions=npp-source'] : []), '--input-type=module', '-e', code]
+  const { stdout } = await promisify(execFile)(process.execPath, flags, { cwd: fileURLToPath(new URL('..', import.meta.url)) })
+  const line = stdout.trim().split('\n').pop() ?? ''
+  try {
+    return JSON.parse(line)
+  } catch {
+    throw new Error(`idle-RSS child printed no result: ${stdout.slice(-500)}`)
+  }
+}
+const IDLE_REPORT = `
+  global.gc()
+  const rss = process.memoryUsage().rss
+  global.gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+  const settled = process.memoryUsage().rss
+  let peak = null
+  try { peak = Number(/VmHWM:\\s+(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/status', 'utf8'))[1]) * 1024 } catch {}
+  console.log(JSON.stringify({ rss, settled, peak }))
+`
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MB`
+
+/**
+ * Idle RSS: fresh processes that load the library (from source as this
+ * benchmark runs it, and compiled as npm users run it: Node's type stripping
+ * costs ~15 MB of its own) and start an idle peer, measured 5 s after start;
+ * against bare `node` and helia's entry point alone, in the same run.
+ */
+async function idleRss (): Promise<void> {
+  const runs = sizes.runs
+  const started = Date.now()
+  // the compiled library, as `npm pack` ships it (dist/src), in a temporary
+  // directory (as test/process/bundlers.test.ts builds it)
+  const pkg = await temp()
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  await promisify(execFile)(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root })
+  await writeFile(join(pkg, 'package.json'), '{ "type": "module" }\n')
+  await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir')
+  const entries = { source: pathToFileURL(join(root, 'src/index.ts')).href, compiled: pathToFileURL(join(pkg, 'dist/src/index.js')).href }
+
+  const measure = async (label: string, code: (dir: string) => string, { source = true, parallel = false } = {}): Promise<{ rss: number, settled: number, peak: number | null }> => {
+    const one = async (): Promise<{ rss: number, settled: number, peak: number | null }> => {
+      const dir = join(pkg, `data-${Math.random().toString(36).slice(2)}`)
+      await mkdir(dir)
+      try {
+        return await childRss(code(dir), { source })
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+    }
+    // peers idle 5 s each: their runs go side by side (RSS is per process)
+    const results = []
+    if (parallel) results.push(...await Promise.all(Array.from({ length: runs }, one)))
+    else for (let r = 0; r < runs; r++) results.push(await one())
+    const peaks = results.map(r => r.peak).filter((p): p is number => p != null)
+    const m = { rss: median(results.map(r => r.rss)), settled: median(results.map(r => r.settled)), peak: peaks.length > 0 ? median(peaks) : null }
+    console.log(`  ${label.padEnd(52)} settled ${mb(m.settled).padStart(7)}   after gc() ${mb(m.rss).padStart(7)}   peak ${m.peak == null ? 'n/a' : mb(m.peak).padStart(7)}`)
+    return m
+  }
+  const peer = (entry: string, storage: 'memory' | 'persistent') => (dir: string): string => `
+    const { createNewPiecePlease } = await import(${JSON.stringify(entry)})
+    const npp = await createNewPiecePlease({ storage: '${storage}', directory: ${JSON.stringify(dir)}, listen: ${JSON.stringify(LOOPBACK)} })
+    await new Promise(resolve => setTimeout(resolve, 5000))
+    ${IDLE_REPORT}
+    await npp.stop()
+    process.exit(0)`
+
+  console.log(`idle RSS (fresh processes, medians of ${runs}; settled = after V8 releases its young generation, as it does by itself 10-20 s into idling):`)
+  const bare = await measure('bare node', () => IDLE_REPORT, { source: false })
+  const helia = await measure("import('helia') alone", () => `await import('helia'); ${IDLE_REPORT}`, { source: false })
+  const result: Record<string, { rss: number, settled: number, peak: number | null }> = {}
+  for (const mode of ['compiled', 'source'] as const) {
+    const source = mode === 'source'
+    result[`import ${mode}`] = await measure(`import the library (${mode})`, () => `await import(${JSON.stringify(entries[mode])}); ${IDLE_REPORT}`, { source })
+    result[`memory ${mode}`] = await measure(`idle peer, memory storage (${mode})`, peer(entries[mode], 'memory'), { source, parallel: true })
+    result[`persistent ${mode}`] = await measure(`idle peer, persistent storage (${mode})`, peer(entries[mode], 'persistent'), { source, parallel: true })
+  }
+  await rm(pkg, { recursive: true, force: true })
+
+  // settled RSS, the compiled library (what npm users run); ratios to bare node
+  const row = (scenario: string, m: { settled: number, rss: number }, target: string): void => {
+    rows.push({ scenario, raw: 'n/a', ours: mb(m.settled), ratio: `${(m.settled / bare.settled).toFixed(1)}x bare node`, target })
+  }
+  const memory = result['memory compiled']!
+  const persistent = result['persistent compiled']!
+  row('idle RSS: bare `node` (baseline)', bare, '')
+  row("idle RSS: `import('helia')` alone (what the stack loaded before)", helia, 'reference')
+  row('idle RSS: import the library, no peer', result['import compiled']!, '')
+  row('idle RSS: idle peer, memory storage', memory, `under 100 MB; ${mb(memory.rss)} before V8 trims`)
+  row('idle RSS: idle peer, persistent storage', persistent, `under 100 MB; ${mb(persistent.rss)} before V8 trims`)
+  rows.push({ scenario: '  the same two run from source (Node strips the types)', raw: 'n/a', ours: `${mb(result['memory source']!.settled)} / ${mb(result['persistent source']!.settled)}`, ratio: '', target: '' })
+  console.log(`(idle RSS took ${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+}
+
 const openRaw = async (s: Stack, name: string): Promise<any> => await s.open(name, { type: 'documents', Database: Documents({ indexBy: 'hash' }) })
 const openOurs = async (s: Stack, name: string): Promise<any> => await s.open(name, { type: CATALOG_TYPE, Database: Catalog({ memory: true }) })
 
 console.log(`new-piece-please benchmark (${FULL ? 'full' : 'quick'}) on ${cpus().length} x ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}\n`)
+
+if (IDLE_ONLY) {
+  await idleRss()
+  printTable()
+  process.exit(0)
+}
 
 // 1. bulk import
 {
@@ -181,6 +292,9 @@ console.log(`new-piece-please benchmark (${FULL ? 'full' : 'quick'}) on ${cpus()
   await rm(dir, { recursive: true, force: true })
 }
 
+// 5b. idle RSS, in fresh processes
+await idleRss()
+
 // 6a. discovery between separate processes (as real peers are: here every
 // peer's verification work would otherwise share one event loop)
 {
@@ -230,9 +344,13 @@ console.log(`new-piece-please benchmark (${FULL ? 'full' : 'quick'}) on ${cpus()
   console.log(`\n(library scenarios took ${((Date.now() - started) / 1000).toFixed(1)} s)`)
 }
 
-const table = ['| scenario | raw `Documents` | new-piece-please | ratio (raw/ours) | target |', '|---|---|---|---|---|',
-  ...rows.map(r => `| ${r.scenario} | ${r.raw} | ${r.ours} | ${r.ratio} | ${r.target} |`)].join('\n')
-console.log('\n' + table)
+function printTable (): string {
+  const table = ['| scenario | raw `Documents` | new-piece-please | ratio (raw/ours) | target |', '|---|---|---|---|---|',
+    ...rows.map(r => `| ${r.scenario} | ${r.raw} | ${r.ours} | ${r.ratio} | ${r.target} |`)].join('\n')
+  console.log('\n' + table)
+  return table
+}
+const table = printTable()
 if (args.includes('--write')) {
   await writeSection('node', `Produced by \`npm run bench -- ${FULL ? '--full ' : ''}--write\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} x ${cpus()[0]?.model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}. Medians of ${sizes.runs} runs where the scenario is cheap enough; raw and ours measured in the same run over TCP loopback.\n\n${table}`)
 }

@@ -2,8 +2,7 @@
  * Builds the Helia + libp2p + OrbitDB stack for a `NewPiecePlease`, or adopts
  * the parts the caller brought. Only what it built is stopped by `close()`.
  */
-import { createHeliaLight } from 'helia'
-import { withLibp2pLight } from '@helia/libp2p'
+import { createLightHelia, withLibp2pLight } from './helia.ts'
 import { withBitswap } from '@helia/bitswap'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -205,7 +204,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
   }
 
   const discovery = announceOnHub()
-  const light = createHeliaLight({
+  const light = await createLightHelia({
     blockstore,
     datastore,
     codecs: [dagCbor],
