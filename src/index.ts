@@ -14,6 +14,9 @@
  * await npp.stop()
  * ```
  */
+// first: on a Node that is too old this says so before anything else can fail
+import './platform/node-version.ts'
+
 export { NewPiecePlease, createNewPiecePlease } from './new-piece-please.ts'
 export { Counters, COUNTERS_TYPE } from './counters/counters.ts'
 export { Catalog, CATALOG_TYPE, MAX_OPS_PER_ENTRY, MAX_ENTRY_BYTES } from './catalog/catalog.ts'

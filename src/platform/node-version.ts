@@ -4,10 +4,11 @@
  * `zlib.createZstdDecompress`, which Node 20 lacks; the relay's libp2p stops
  * with "Pubsub is not started"), which says nothing about the cause.
  *
- * Checks on evaluation: `./node.ts` imports this module first, and the relay
- * CLI imports it before anything else it runs. Browsers never load it (their
- * bundles swap `./node.ts` for `./browser.ts`). No imports of its own, so
- * nothing can fail before the check.
+ * Checks on evaluation: both entry points (`src/index.ts`,
+ * `src/relay/relay.ts`) import this module first, and the relay CLI before
+ * anything else it runs. In a browser there is no `process.versions.node`
+ * and it does nothing. No imports of its own, so nothing can fail before the
+ * check.
  */
 
 /** The oldest Node.js major version this package runs on (package.json `engines`). */

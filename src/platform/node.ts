@@ -6,7 +6,6 @@
  * module for `./browser.ts` (package.json `browser` field), so nothing here
  * is bundled for web apps.
  */
-import './node-version.ts'
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'

@@ -6,6 +6,8 @@
  * Its private key persists in a file, so its multiaddrs are stable. A small
  * HTTP API answers `GET /config`, `GET /peers` and `GET /health`.
  */
+// first: on a Node that is too old this says so before anything else can fail
+import '../platform/node-version.ts'
 import { createServer, type Server } from 'node:http'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -54,7 +56,7 @@ export interface RelayInit {
   httpPort?: number
   /**
    * File holding the relay's private key; created when missing. Without it the key is new at every start.
-   * @default none (a new key at every start; the CLI uses `./.npp-relay/relay.key`)
+   * @default none (a new key at every start; the CLI uses `new-piece-please/relay.key` in the per-user data directory)
    */
   keyFile?: string
   /** Multiaddrs (with `/p2p/<id>`) of peers the relay keeps dialing and hands to browsers. @default [] */

@@ -7,15 +7,9 @@
  */
 import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
-import { cp, mkdir, symlink, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { tempDir } from '../helpers/peers.ts'
-
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const run = promisify(execFile)
+import { installedPackage } from '../helpers/package.ts'
 
 /** Modules that must never reach a browser bundle: the Node platform, its TCP transport, node-datachannel, Node built-ins (or Vite's stand-ins for them). */
 const NODE_ONLY = [/platform\/node\.js$/, /\/@libp2p\/tcp\//, /\/node-datachannel\//, /^node:/, /__vite-browser-external/, /^(fs|net|os|dgram|child_process|path|crypto|stream)$/]
@@ -24,18 +18,9 @@ describe('bundling the published package for the browser', () => {
   let app = ''
   let out = ''
   before(async () => {
-    const tmp = await tempDir()
-    const pkg = join(tmp, 'new-piece-please')
-    await mkdir(pkg)
-    // what `npm pack` ships: package.json, dist/src (compiled here), src
-    await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root })
-    await cp(join(root, 'package.json'), join(pkg, 'package.json'))
-    await cp(join(root, 'src'), join(pkg, 'src'), { recursive: true })
-    await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir')
-    app = join(tmp, 'app')
-    out = join(tmp, 'out')
-    await mkdir(join(app, 'node_modules'), { recursive: true })
-    await symlink(pkg, join(app, 'node_modules', 'new-piece-please'), 'dir')
+    const installed = await installedPackage()
+    app = installed.app
+    out = join(installed.tmp, 'out')
     await writeFile(join(app, 'main.js'), "import { createNewPiecePlease } from 'new-piece-please'\nglobalThis.start = () => createNewPiecePlease({ relay: 'http://127.0.0.1:9090/config' })\n")
     await writeFile(join(app, 'index.html'), '<!doctype html><script type="module" src="./main.js"></script>\n')
   })

@@ -8,19 +8,18 @@
  */
 import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
-import { promisify } from 'node:util'
-import { cp, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tempDir } from '../helpers/peers.ts'
+import { installedPackage } from '../helpers/package.ts'
 import { checkNodeVersion, MIN_NODE_MAJOR, UnsupportedNodeError } from '../../src/platform/node-version.ts'
 import { DEFAULT_MAX_RESERVATIONS, DEFAULT_RELAY_HTTP_HOST, DEFAULT_RELAY_LISTEN, DEFAULT_TRUSTED_REDIAL_INTERVAL } from '../../src/relay/relay.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 const cli = join(root, 'src/relay/cli.ts')
-const execFileAsync = promisify(execFile)
 const { version } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'))
 
 interface Result { code: number | null, stdout: string, stderr: string }
@@ -131,13 +130,14 @@ describe('the relay command line', () => {
     assert.ok((await stat(other)).isFile())
   })
 
-  it('without XDG_DATA_HOME the key goes under ~/.local/share (Linux and other Unix)', { skip: process.platform === 'darwin' || process.platform === 'win32' }, async () => {
+  it('without a usable XDG_DATA_HOME the key goes under ~/.local/share (Linux and other Unix; macOS and Windows ignore it)', async () => {
     const h = await homes()
     await Promise.all([undefined, 'relative/dir'].map(async xdg => {
       const env = { ...h.env, XDG_DATA_HOME: xdg }
       if (xdg == null) delete env.XDG_DATA_HOME
       const { stdout } = await source(['--help'], env)
-      assert.ok(stdout.includes(`default: ${join(h.home, '.local', 'share', 'new-piece-please', 'relay.key')}\n`), `XDG_DATA_HOME=${String(xdg)}`)
+      const expected = process.platform === 'darwin' || process.platform === 'win32' ? expectedKeyFile(h) : join(h.home, '.local', 'share', 'new-piece-please', 'relay.key')
+      assert.ok(stdout.includes(`default: ${expected}\n`), `XDG_DATA_HOME=${String(xdg)}`)
     }))
   })
 })
@@ -157,22 +157,18 @@ describe('the Node version check', () => {
 })
 
 describe('the package as installed', () => {
-  let pkg = ''
   let app = ''
   let homeEnv: NodeJS.ProcessEnv = {}
+  let oldNode: string[] = []
   before(async () => {
-    const tmp = await tempDir()
-    pkg = join(tmp, 'new-piece-please')
-    await mkdir(pkg)
-    // what `npm pack` ships: package.json, dist/src (compiled here), src
-    await execFileAsync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root })
-    await cp(join(root, 'package.json'), join(pkg, 'package.json'))
-    await cp(join(root, 'src'), join(pkg, 'src'), { recursive: true })
-    await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir')
-    app = join(tmp, 'app')
-    await mkdir(join(app, 'node_modules'), { recursive: true })
-    await symlink(pkg, join(app, 'node_modules', 'new-piece-please'), 'dir')
+    app = (await installedPackage()).app
     homeEnv = (await homes()).env
+    // this Node, telling the package it is Node 20: the check must run
+    // before anything that could fail on a real Node 20 (the CLI's and both
+    // entry points' first import), whatever this machine has installed
+    const preload = join(app, 'node-20.mjs')
+    await writeFile(preload, "Object.defineProperty(process.versions, 'node', { value: '20.20.2' })\n")
+    oldNode = ['--import', preload]
   })
 
   it('require() from CommonJS works, for both entry points', async () => {
@@ -193,35 +189,18 @@ describe('the package as installed', () => {
     assert.equal(stdout, `${String(version)}\n`)
   })
 
-  /** A `node` on PATH, outside node_modules, older than MIN_NODE_MAJOR (the machine's own Node 20, say). */
-  async function olderNode (): Promise<string | undefined> {
-    for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-      if (dir === '' || dir.includes('node_modules')) continue
-      const candidate = join(dir, process.platform === 'win32' ? 'node.exe' : 'node')
-      try {
-        const { stdout } = await execFileAsync(candidate, ['-p', 'process.versions.node'])
-        if (Number.parseInt(stdout, 10) < MIN_NODE_MAJOR) return candidate
-      } catch {}
-    }
-    return undefined
-  }
-
-  it(`on a Node older than ${MIN_NODE_MAJOR}, the CLI says so and exits 2`, async (t) => {
-    const old = await olderNode()
-    if (old == null) { t.skip(`no Node older than ${MIN_NODE_MAJOR} on PATH`); return }
-    const { code, stdout, stderr } = await run(old, [join(app, 'node_modules/new-piece-please/dist/src/relay/cli.js'), 'relay', '--http-port', '0'], { cwd: app, env: homeEnv })
+  it(`on a Node older than ${MIN_NODE_MAJOR}, the CLI says so and exits 2`, async () => {
+    const { code, stdout, stderr } = await run(process.execPath, [...oldNode, join(app, 'node_modules/new-piece-please/dist/src/relay/cli.js'), 'relay', '--http-port', '0'], { cwd: app, env: homeEnv })
     assert.equal(code, 2)
-    assert.match(stderr, /^UnsupportedNodeError: new-piece-please needs Node 22 or newer \(this is Node \d+\.\d+\.\d+\)\n$/)
+    assert.match(stderr, /^UnsupportedNodeError: new-piece-please needs Node 22 or newer \(this is Node 20\.20\.2\)\n$/)
     assert.equal(stdout, '')
   })
 
-  it(`on a Node older than ${MIN_NODE_MAJOR}, importing the library says so`, { todo: 'src/index.ts and src/relay/relay.ts must import ./platform/node-version.ts first: src/platform/node.ts is evaluated after @helia/libp2p, whose undici fails first on Node 20' }, async (t) => {
-    const old = await olderNode()
-    if (old == null) { t.skip(`no Node older than ${MIN_NODE_MAJOR} on PATH`); return }
+  it(`on a Node older than ${MIN_NODE_MAJOR}, importing the library says so, from either entry point`, async () => {
     await Promise.all(['new-piece-please', 'new-piece-please/relay'].map(async entry => {
-      const { code, stderr } = await run(old, ['--input-type=module', '-e', `await import('${entry}')`], { cwd: app, env: homeEnv })
-      assert.notEqual(code, 0)
-      assert.match(stderr, /UnsupportedNodeError: new-piece-please needs Node 22 or newer/, entry)
+      const { code, stderr } = await run(process.execPath, [...oldNode, '--input-type=module', '-e', `await import('${entry}')`], { cwd: app, env: homeEnv })
+      assert.notEqual(code, 0, entry)
+      assert.match(stderr, /UnsupportedNodeError: new-piece-please needs Node 22 or newer \(this is Node 20\.20\.2\)/, entry)
     }))
   })
 })
