@@ -5,7 +5,7 @@
  */
 import { Documents } from '@orbitdb/core'
 import { readManifest } from './manifest.ts'
-import { race } from '../utils/abort.ts'
+import { raceSignal } from 'race-signal'
 import { CATALOG_TYPE } from '../catalog/catalog.ts'
 import { catalogFactory } from '../library/databases.ts'
 import type { Logger } from '@libp2p/interface'
@@ -60,7 +60,7 @@ export class Replicas {
   async openBounded<D extends OrbitDBDatabase> (address: string, options: OpenOptions, signal: AbortSignal): Promise<D> {
     const opening = this.components.open<D>(address, { ...options, signal })
     try {
-      return await race(opening, signal)
+      return await raceSignal(opening, signal)
     } catch (err) {
       // OrbitDB does not pass the signal everywhere: close it when it arrives
       opening.then(async db => { await db.close() }, () => {})

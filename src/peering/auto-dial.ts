@@ -181,8 +181,8 @@ export class AutoDial implements Startable {
     }
     const first = Math.min(this.init.webrtcFirstAttemptTimeout ?? WEBRTC_FIRST_ATTEMPT_TIMEOUT, this.init.dialTimeout)
     // a stalled attempt is retried at once (no delay between attempts), each
-    // with twice the previous limit; refusals that would repeat are not retried
-    let linkedMeanwhile = false
+    // with twice the previous limit; refusals that would repeat are not
+    // retried, nor is a peer that dialed us meanwhile
     try {
       return await pRetry(async (attempt) => {
         // addresses that arrived meanwhile (a reservation made later) count
@@ -198,17 +198,13 @@ export class AutoDial implements Startable {
         signal: this.shutdown.signal,
         shouldRetry: ({ error, attemptNumber }) => {
           lastError = error
-          if (this.shutdown.signal.aborted || PERMANENT.has(error.name)) return false
-          if (this.linked(peer)) {
-            linkedMeanwhile = true
-            return false
-          }
+          if (this.shutdown.signal.aborted || PERMANENT.has(error.name) || this.linked(peer)) return false
           this.log('WebRTC dial to %p failed on attempt %d (%e)', peer, attemptNumber, error)
           return true
         }
       })
     } catch (err) {
-      if (linkedMeanwhile) return 'dialed us meanwhile'
+      if (!this.shutdown.signal.aborted && this.linked(peer)) return 'dialed us meanwhile'
       throw err
     }
   }

@@ -4,7 +4,8 @@
  * reported as `timeout` and the call resolves on time with what answered.
  */
 import { logger } from '../utils/logger.ts'
-import { deadline, race } from '../utils/abort.ts'
+import { raceSignal } from 'race-signal'
+import { deadline } from '../utils/abort.ts'
 import { sameJson } from '../utils/json.ts'
 import { InvalidOptionError, describe } from '../errors.ts'
 import { isPlainObject, isJsonValue } from '../utils/validate.ts'
@@ -95,7 +96,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
           // budget, then answer from whatever is replicated locally
           const wait = deadline(Math.floor(timeout * SYNC_WAIT_SHARE), bounded.signal, 'first sync')
           try {
-            await race(source.whenSynced, wait.signal)
+            await raceSignal(source.whenSynced, wait.signal)
           } catch {
             if (bounded.signal.aborted) throw bounded.reason()
             log('source %s not synced yet, answering from the local replica', source.owner)
@@ -103,7 +104,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
             wait.clear()
           }
         }
-        const pieces = await race(runQuery(source.db, filter, safe), bounded.signal).catch((err: unknown) => { throw bounded.signal.aborted ? bounded.reason() : err })
+        const pieces = await raceSignal(runQuery(source.db, filter, safe), bounded.signal).catch((err: unknown) => { throw bounded.signal.aborted ? bounded.reason() : err })
         return { report: { owner: source.owner, address: source.address, status: 'ok', count: pieces.length, ms: Date.now() - t0, online: source.online }, pieces }
       } catch (err: any) {
         const status = err?.name === 'TimeoutError' ? 'timeout' : err?.name === 'AbortError' ? 'aborted' : 'error'

@@ -56,11 +56,6 @@ export async function withDeadline<T> (ms: number, signal: AbortSignal | undefin
   }
 }
 
-/** Reject as soon as `signal` aborts (with its reason), otherwise settle as `promise` does. */
-export async function race<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return await raceSignal(promise, signal)
-}
-
 /** Resolve with the detail of the next `event` on `target` for which `accept(detail)` holds; reject when `signal` aborts. */
 export async function nextEvent<D> (target: EventTarget, event: string, accept: (detail: D) => boolean, signal: AbortSignal): Promise<D> {
   const evt = await raceEvent<CustomEvent<D>>(target, event, signal, {
