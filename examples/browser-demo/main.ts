@@ -3,6 +3,8 @@
  * `?relay=<config URL>` (default: a relay on this machine). Every control
  * reports failures in the page; `window.NPP` is there for console scripting.
  */
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece } from 'new-piece-please'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
@@ -124,8 +126,6 @@ async function main (): Promise<void> {
     const file = $<HTMLInputElement>('add-file').files?.[0]
     if (file == null) return
     // the file's bytes as a raw block: its CID is the piece's hash
-    const { CID } = await import('multiformats/cid')
-    const { sha256 } = await import('multiformats/hashes/sha2')
     const bytes = new Uint8Array(await file.arrayBuffer())
     const cid = CID.createV1(0x55, await sha256.digest(bytes))
     await npp.node.blockstore.put(cid, bytes)
