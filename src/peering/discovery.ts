@@ -10,7 +10,7 @@
  */
 import PQueue from 'p-queue'
 import { toString as uint8ArrayToString, fromString as uint8ArrayFromString } from 'uint8arrays'
-import type { Logger, PeerId } from '@libp2p/interface'
+import type { Connection, Logger, PeerId } from '@libp2p/interface'
 import type { Message } from '@libp2p/gossipsub'
 import { deadline } from '../utils/abort.ts'
 import { publishToPeer } from './publish.ts'
@@ -79,6 +79,7 @@ export class Discovery implements Startable {
     const { libp2p } = this.components
     this.pubsub.addEventListener('message', this.onPubsubMessage)
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    libp2p.addEventListener('connection:open', this.onConnectionOpen)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     this.pubsub.subscribe(this.topic)
     for (const peer of libp2p.getPeers()) this.announce(peer)
@@ -91,6 +92,7 @@ export class Discovery implements Startable {
     const { libp2p } = this.components
     this.pubsub.removeEventListener('message', this.onPubsubMessage)
     libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    libp2p.removeEventListener('connection:open', this.onConnectionOpen)
     libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
     for (const controller of this.announcing.values()) controller.abort()
     this.announcing.clear()
@@ -108,6 +110,14 @@ export class Discovery implements Startable {
 
   private readonly onPeerConnect = (evt: CustomEvent<PeerId>): void => {
     this.announce(evt.detail)
+  }
+
+  // A peer met through a relay connects first over the limited relayed
+  // connection, where gossipsub does not run: an announcement started then
+  // can time out while WebRTC is still being set up, and `peer:connect` does
+  // not fire again. Every direct (unlimited) connection gets its own chance.
+  private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => {
+    if (evt.detail.limits == null) this.announce(evt.detail.remotePeer)
   }
 
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
