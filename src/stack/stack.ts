@@ -8,7 +8,6 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { gossipsub } from '@libp2p/gossipsub'
-import { pubsubPeerDiscovery, TOPIC as DISCOVERY_TOPIC } from '@libp2p/pubsub-peer-discovery'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelBlockstore } from 'blockstore-level'
@@ -20,6 +19,7 @@ import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { DEFAULT_ICE_SERVERS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
+import { HubAnnouncer } from '../peering/hub-announce.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
 import type { IceServer, NppHelia, NppLibp2p } from '../types.ts'
 
@@ -142,40 +142,6 @@ async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
   }
 }
 
-/**
- * `@libp2p/pubsub-peer-discovery` announces at start and then every 10 s, so
- * a peer that reaches its hub later would wait up to 10 s to be heard. Keep
- * the instance and announce as soon as a peer (the hub) subscribes to the
- * discovery topic.
- */
-function announceOnHub (): { factory: (components: any) => any, onSubscriptionChange: (evt: CustomEvent<any>) => void, onGraft: (evt: CustomEvent<any>) => void, onAddressChange: () => void } {
-  let instance: any
-  const announce = (why: string): void => {
-    if (typeof instance?._broadcast !== 'function') return
-    log.trace('announcing on the discovery topic (%s)', why)
-    try {
-      instance._broadcast()
-    } catch (err: any) {
-      log('discovery announcement failed: %s', err?.message ?? err)
-    }
-  }
-  return {
-    factory: (components: any) => {
-      instance = pubsubPeerDiscovery()(components)
-      return instance
-    },
-    // the hub's subscription is known (our stream to it may still be opening)...
-    onSubscriptionChange: (evt: CustomEvent<any>) => {
-      if (evt.detail?.subscriptions?.some((s: any) => s.topic === DISCOVERY_TOPIC && s.subscribe === true)) announce('hub subscribed')
-    },
-    // ...and once the hub is in our mesh for the topic, the stream surely is
-    onGraft: (evt: CustomEvent<any>) => {
-      if (evt.detail?.topic === DISCOVERY_TOPIC) announce('graft')
-    },
-    onAddressChange: () => { announce('addresses changed') }
-  }
-}
-
 async function createHelia (init: StackInit, closers: Array<() => Promise<void>>): Promise<NppHelia> {
   let blockstore, datastore
   if (init.storage === 'memory') {
@@ -203,7 +169,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     })
   }
 
-  const discovery = announceOnHub()
+  const discovery = new HubAnnouncer()
   const light = await createLightHelia({
     blockstore,
     datastore,
@@ -221,28 +187,15 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: platform.connectionGater(init.trusted ?? []),
-    peerDiscovery: init.pubsubDiscovery ? [discovery.factory] : [],
+    peerDiscovery: init.pubsubDiscovery ? [discovery.discovery] : [],
     services
   } as any), BITSWAP_OPTIONS) as unknown as NppHelia
 
   await helia.start()
   closers.push(async () => { await helia.stop() })
   if (init.pubsubDiscovery) {
-    const pubsub = (helia.libp2p as NppLibp2p).services.pubsub
-    pubsub.addEventListener('subscription-change', discovery.onSubscriptionChange)
-    pubsub.addEventListener('gossipsub:graft', discovery.onGraft)
-    // new addresses (a relay reservation, a WebRTC address) are worth telling
-    // at once: a listener that starts listening (the relay reservation, which
-    // also brings the WebRTC address) is heard here a second before libp2p's
-    // debounced self:peer:update
-    helia.libp2p.addEventListener('transport:listening', discovery.onAddressChange)
-    helia.libp2p.addEventListener('self:peer:update', discovery.onAddressChange)
-    closers.push(async () => {
-      pubsub.removeEventListener('subscription-change', discovery.onSubscriptionChange)
-      pubsub.removeEventListener('gossipsub:graft', discovery.onGraft)
-      helia.libp2p.removeEventListener('transport:listening', discovery.onAddressChange)
-      helia.libp2p.removeEventListener('self:peer:update', discovery.onAddressChange)
-    })
+    discovery.start(helia.libp2p as NppLibp2p)
+    closers.push(async () => { discovery.stop() })
   }
   log('helia started as %s (%s storage)', helia.libp2p.peerId.toString(), init.storage)
   return helia
