@@ -17,6 +17,8 @@ export const DEFAULT_MAX_RECONNECT_BACKOFF = 5 * 60_000
 export const DEFAULT_QUERY_TIMEOUT = 5_000
 /** Time limit to open, replicate and validate a peer's user database when it announces itself. */
 export const DEFAULT_DISCOVERY_TIMEOUT = 10_000
+/** Peers expected behind one IP address (libp2p's inbound rate per host, gossipsub's IP colocation threshold). */
+export const DEFAULT_PEERS_PER_ADDRESS = 64
 /** Time limit for `connectToPeer` and each redial. */
 export const DEFAULT_DIAL_TIMEOUT = 10_000
 /** Time limit for `sendMessage` to see the remote peer subscribed to its topic. */

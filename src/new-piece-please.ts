@@ -18,7 +18,7 @@ import { Profile } from './library/profile.ts'
 import { Practice } from './library/practice.ts'
 import { Companions } from './companions/companions.ts'
 import { Discovery } from './peering/discovery.ts'
-import { RelayClient, resolveRelay, type ResolvedRelay } from './peering/relay-client.ts'
+import { RelayClient } from './peering/relay-client.ts'
 import { publishToPeer } from './peering/publish.ts'
 import { CatalogQuery } from './query/catalog-query.ts'
 import { platform } from './platform/node.ts'
@@ -33,7 +33,7 @@ import type { NppComponents } from './components.ts'
 import type { OrbitDB } from './orbitdb/types.ts'
 import type {
   AbortOptions, Companion, JsonValue, NewPiecePleaseEvents, NewPiecePleaseInit, NppHelia, NppLibp2p, NppStats,
-  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult
+  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult, HubStatus
 } from './types.ts'
 
 const log = logger('node')
@@ -182,7 +182,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   private async build (): Promise<void> {
     const t0 = Date.now()
     const o = this.options
-    const relay: ResolvedRelay = o.relay == null ? { addrs: [], trusted: [] } : await resolveRelay(o.relay, { timeout: o.dialTimeout, websocketOnly: platform.name === 'browser' })
+    // the gater's list of configured addresses; the relay's are added once its /config is read
+    const gaterAllowed = [...(o.relay == null || /^https?:\/\//.test(o.relay) ? [] : [o.relay]), ...o.bootstrap]
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
@@ -193,7 +194,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       iceServers: o.iceServers,
       // only what the user configured: the relay's trusted peers are reached
       // through the relay (allowed as its addresses' prefix) or on public addresses
-      trusted: [...relay.addrs, ...o.bootstrap],
+      trusted: gaterAllowed,
+      peersPerAddress: o.peersPerAddress,
       helia: this.init.helia,
       orbitdb: this.init.orbitdb
     })
@@ -201,17 +203,22 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     this.lastPeerId = libp2p.peerId.toString()
     const components: NppComponents = { helia, libp2p, orbitdb, open: stack.open, events: this, logger: libp2p.logger }
 
-    // reach the relay and the bootstrap peers while the databases open: the
-    // relay reservation (and so our WebRTC address) is the slow part of being
-    // found. Peers that connect meanwhile are announced to when discovery starts.
+    // reach the relay and the bootstrap peers while the databases open (and
+    // keep them linked): the relay reservation (and so our WebRTC address) is
+    // the slow part of being found. Peers that connect meanwhile are
+    // announced to when discovery starts. Nothing here waits for the network
+    // unless the caller asked for requireRelay.
     const relayClient = new RelayClient(components, {
-      relay,
+      relay: o.relay,
       bootstrap: o.bootstrap,
       dialTimeout: o.dialTimeout,
+      websocketOnly: platform.name === 'browser',
       pubsubDiscovery: o.pubsubDiscovery,
       reconnectInterval: o.reconnectInterval,
-      canDialDirectly: platform.canDialDirectly
+      canDialDirectly: platform.canDialDirectly,
+      gaterAllowed
     })
+    if (o.requireRelay && o.relay != null) await relayClient.require()
     relayClient.start()
     let databases: OwnDatabases
     try {
@@ -371,6 +378,16 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
   /** Peer ids of the peers connected now. */
   getIpfsPeers (): string[] {
     return this.started().components.libp2p.getPeers().map(p => p.toString())
+  }
+
+  /**
+   * The configured hubs (the relay, bootstrap peers) and this peer's link to
+   * each: linked or not, since when, and why the last dial failed. Hubs that
+   * are away are dialed again with back-off and jitter for as long as the
+   * peer runs; `hub:connected`/`hub:disconnected` report the changes.
+   */
+  hubs (): HubStatus[] {
+    return this.started().relayClient.hubs.status()
   }
 
   /** Multiaddrs this node can be dialed on (each with `/p2p/<peer id>`). */

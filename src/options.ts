@@ -9,7 +9,7 @@ import { InvalidOptionError, describe } from './errors.ts'
 import { assertProfileValue, positiveInteger, stringList, iceServerList } from './utils/validate.ts'
 import {
   DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
-  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_PEERS_PER_ADDRESS
 } from './constants.ts'
 import type { IceServer, NewPiecePleaseInit } from './types.ts'
 
@@ -26,7 +26,21 @@ export interface ResolvedOptions {
   username?: string
   pubsubDiscovery: boolean
   relay?: string
+  requireRelay: boolean
+  peersPerAddress: number
   iceServers: IceServer[]
+}
+
+function booleanOption (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new InvalidOptionError(`expected ${name} to be true or false, got ${describe(value)}`)
+  return value
+}
+
+function countOption (name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 100_000) throw new InvalidOptionError(`expected ${name} to be an integer from 1 to 100000, got ${describe(value)}`)
+  return value
 }
 
 export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
@@ -49,6 +63,8 @@ export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
     username: init.username,
     pubsubDiscovery: init.pubsubDiscovery ?? init.relay !== undefined,
     relay: checkRelayOption(init.relay),
+    requireRelay: booleanOption('requireRelay', init.requireRelay, false),
+    peersPerAddress: countOption('peersPerAddress', init.peersPerAddress, DEFAULT_PEERS_PER_ADDRESS),
     iceServers: iceServerList(init.iceServers)
   }
 }

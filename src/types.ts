@@ -137,8 +137,11 @@ export interface NewPiecePleaseInit {
   pubsubDiscovery?: boolean
   /**
    * The relay to meet other peers through: its multiaddr, or the HTTP URL of
-   * its `/config` endpoint (fetched at start, bounded by `dialTimeout`; a
-   * failure rejects with `RelayUnavailableError`). Dialed at start; turns
+   * its `/config` endpoint (fetched when the relay is first dialed, bounded by
+   * `dialTimeout`). Dialed at start and whenever the link drops, with
+   * back-off and jitter, for as long as the peer runs (see `hubs()` and the
+   * `hub:connected`/`hub:disconnected` events); a peer whose relay is down
+   * still starts with its local data, unless `requireRelay` is set. Turns
    * `pubsubDiscovery` on unless it is set to `false`. In Node it also adds
    * circuit relay v2 and WebRTC (`node-datachannel`) and listens on
    * `/p2p-circuit` and `/webrtc`, so browsers that meet this peer at the
@@ -147,6 +150,29 @@ export interface NewPiecePleaseInit {
    * @default none
    */
   relay?: string
+  /**
+   * Start only when the relay answers: `start()` rejects with
+   * `RelayUnavailableError` when the relay (and its `/config`, for a URL)
+   * cannot be reached within `dialTimeout`. By default a peer starts with
+   * its local data whatever the network does, and keeps trying the relay.
+   *
+   * @default false
+   */
+  requireRelay?: boolean
+  /**
+   * How many peers to expect behind one IP address: a class behind a
+   * school's NAT, a conservatory's network, every peer on one machine.
+   * libp2p refuses a sixth inbound connection per second from one host, and
+   * gossipsub penalises more than 10 peers that share an address (from 15
+   * on, it ignores what they send). This sets libp2p's
+   * `inboundConnectionThreshold` (per second) and
+   * `maxIncomingPendingConnections`, and gossipsub's
+   * `IPColocationFactorThreshold`, to it. Beyond it, peers of one address
+   * are still penalised: one host posing as many peers gains nothing.
+   *
+   * @default 64
+   */
+  peersPerAddress?: number
 
   /**
    * ICE servers for WebRTC links (`{ urls: 'stun:…' | 'turn:…', username?, credential? }`).
@@ -258,6 +284,26 @@ export interface NewPiecePleaseEvents {
   'message:dropped': CustomEvent<DroppedMessageDetail>
   /** A catalog (own or a companion's replica) changed. */
   'catalog:update': CustomEvent<{ owner: string, address: string }>
+  /** A link to a hub (the relay, a bootstrap peer) came up. */
+  'hub:connected': CustomEvent<HubStatus>
+  /** A link to a hub went down; it is dialed again with back-off and jitter. */
+  'hub:disconnected': CustomEvent<HubStatus>
+}
+
+/** A hub (the relay or a bootstrap peer) and this peer's link to it. */
+export interface HubStatus {
+  kind: 'relay' | 'bootstrap'
+  /** As configured: a multiaddr, or the relay's `/config` URL. */
+  configured: string
+  /** Its peer id, once it has been reached. */
+  peerId?: string
+  connected: boolean
+  /** When `connected` last changed (or the instance started), in ms since the epoch. */
+  since: number
+  /** Dials that failed since the link was last up. */
+  failedDials: number
+  /** Why the last dial failed. */
+  lastError?: string
 }
 
 /** Counters of what the node received and dropped (for diagnostics and tests). */

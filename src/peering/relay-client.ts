@@ -1,13 +1,14 @@
 /**
  * `init.relay`: the relay's multiaddr, or the HTTP URL of its `/config`
- * endpoint, turned into the multiaddrs to dial at start (and, from a config,
- * the trusted peers the relay operator wants every peer to reach).
+ * endpoint, turned into the multiaddrs to dial (and, from a config, the
+ * trusted peers the relay operator wants every peer to reach).
  */
 import { InvalidOptionError, RelayUnavailableError, describe } from '../errors.ts'
 import { withDeadline } from '../utils/abort.ts'
 import { isPlainObject, parseMultiaddr } from '../utils/validate.ts'
 import { trailingPeerId, tryMultiaddr, isWebSocket } from '../utils/multiaddr.ts'
 import { AutoDial } from './auto-dial.ts'
+import { HubLinks, type HubTarget } from './hub-links.ts'
 import type { Logger } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { NppComponents, Startable } from '../components.ts'
@@ -40,11 +41,11 @@ export function checkRelayOption (relay: unknown): string | undefined {
 }
 
 /** The relay's multiaddrs usable by this platform (WebSockets only in browsers). */
-export async function resolveRelay (relay: string, options: { timeout: number, websocketOnly: boolean }): Promise<ResolvedRelay> {
+export async function resolveRelay (relay: string, options: { timeout: number, websocketOnly: boolean, signal?: AbortSignal }): Promise<ResolvedRelay> {
   if (!/^https?:\/\//.test(relay)) return { addrs: [relay], trusted: [] }
   let body: unknown
   try {
-    body = await withDeadline(options.timeout, undefined, `fetching ${relay}`, async (signal) => {
+    body = await withDeadline(options.timeout, options.signal, `fetching ${relay}`, async (signal) => {
       const res = await fetch(relay, { signal })
       if (!res.ok) throw new RelayUnavailableError(`${relay} answered HTTP ${res.status}`)
       const text = await res.text()
@@ -69,36 +70,47 @@ export async function resolveRelay (relay: string, options: { timeout: number, w
 }
 
 export interface RelayClientInit {
-  /** The relay as resolved at start (none: only bootstrap peers). */
-  relay: ResolvedRelay
+  /** `init.relay` as given: a multiaddr or the relay's `/config` URL (none: only bootstrap peers). */
+  relay?: string
   /** Multiaddrs dialed at start besides the relay. */
   bootstrap: string[]
   dialTimeout: number
+  /** Only WebSocket addresses of the relay are usable (browsers). */
+  websocketOnly: boolean
   /** Dial the peers pubsub discovery reports. */
   pubsubDiscovery: boolean
   /** How often the relay's trusted peers are dialed again when not linked. */
   reconnectInterval: number
   /** Whether this platform can dial an announced address directly (see `PlatformDefaults`). */
   canDialDirectly(addr: Multiaddr): boolean
+  /**
+   * The addresses the connection gater lets through (the stack's `trusted`
+   * list, read on every dial): the relay's addresses are added to it once
+   * its `/config` has been read.
+   */
+  gaterAllowed?: string[]
+  /** Overrides the hub back-off (tests). */
+  hubDelays?: { minDelay: number, maxDelay: number }
 }
 
 /**
- * Reaching out at start: dial the relay and the bootstrap peers, keep the
- * relay's trusted peers linked, and (with pubsub discovery) dial the peers
- * heard of, through `AutoDial`.
+ * Reaching out: keep the relay and the bootstrap peers linked (`HubLinks`),
+ * keep the relay's trusted peers linked, and (with pubsub discovery) dial
+ * the peers heard of, through `AutoDial`.
  */
 export class RelayClient implements Startable {
-  private readonly components: Pick<NppComponents, 'libp2p' | 'logger'>
+  private readonly components: Pick<NppComponents, 'libp2p' | 'logger' | 'events'>
   private readonly init: RelayClientInit
   private readonly log: Logger
   private readonly autoDial: AutoDial | undefined
+  readonly hubs: HubLinks
   private started = false
 
-  constructor (components: Pick<NppComponents, 'libp2p' | 'logger'>, init: RelayClientInit) {
+  constructor (components: Pick<NppComponents, 'libp2p' | 'logger' | 'events'>, init: RelayClientInit) {
     this.components = components
     this.init = init
     this.log = components.logger.forComponent('npp:relay-client')
-    if (init.pubsubDiscovery || init.relay.trusted.length > 0) {
+    if (init.pubsubDiscovery || init.relay != null) {
       this.autoDial = new AutoDial(components, {
         dialTimeout: init.dialTimeout,
         canDialDirectly: init.canDialDirectly,
@@ -106,6 +118,14 @@ export class RelayClient implements Startable {
         dialDiscovered: init.pubsubDiscovery
       })
     }
+    const relay = init.relay
+    const hubs: HubTarget[] = init.bootstrap.map(addr => ({ kind: 'bootstrap', configured: addr, addrs: [addr] }))
+    if (relay != null) {
+      hubs.unshift(/^https?:\/\//.test(relay)
+        ? { kind: 'relay', configured: relay, resolve: async (signal) => await this.resolve(relay, signal) }
+        : { kind: 'relay', configured: relay, addrs: [relay] })
+    }
+    this.hubs = new HubLinks(components, { hubs, dialTimeout: init.dialTimeout, ...init.hubDelays })
   }
 
   /** Dials that needed more than one attempt (diagnostics). */
@@ -113,19 +133,41 @@ export class RelayClient implements Startable {
     return this.autoDial?.retriedDials ?? 0
   }
 
+  /** Reach the relay now or fail (`requireRelay`): rejects with `RelayUnavailableError`. */
+  async require (): Promise<void> {
+    await this.hubs.require()
+  }
+
   start (): void {
     if (this.started) return
     this.started = true
-    const { libp2p } = this.components
-    const { relay, bootstrap, dialTimeout } = this.init
     this.autoDial?.start()
-    for (const addr of [...relay.addrs, ...bootstrap]) {
-      withDeadline(dialTimeout, undefined, `dialing ${addr}`, async (signal) => await libp2p.dial(parseMultiaddr(addr), { signal }))
-        .catch((err: unknown) => { this.log.error('bootstrap dial to %s failed: %e', addr, err) })
-    }
-    // the relay's trusted peers (resolveRelay kept only well-formed entries):
-    // directly when this platform can, else over WebRTC signalled through the
-    // relay (they hold a reservation on it); kept linked
+    this.hubs.start()
+  }
+
+  stop (): void {
+    if (!this.started) return
+    this.started = false
+    this.hubs.stop()
+    this.autoDial?.stop()
+  }
+
+  /** Read the relay's `/config`: the addresses to dial, and the trusted peers to keep linked. */
+  private async resolve (relay: string, signal: AbortSignal): Promise<string[]> {
+    const resolved = await resolveRelay(relay, { timeout: this.init.dialTimeout, websocketOnly: this.init.websocketOnly, signal })
+    const allowed = this.init.gaterAllowed
+    if (allowed != null) for (const addr of resolved.addrs) if (!allowed.includes(addr)) allowed.push(addr)
+    this.keepTrusted(resolved)
+    return resolved.addrs
+  }
+
+  /**
+   * The relay's trusted peers (resolveRelay kept only well-formed entries):
+   * directly when this platform can, else over WebRTC signalled through the
+   * relay (they hold a reservation on it); kept linked.
+   */
+  private keepTrusted (relay: ResolvedRelay): void {
+    const { libp2p } = this.components
     for (const addr of relay.trusted) {
       const peer = trailingPeerId(addr)
       if (peer == null || peer.equals(libp2p.peerId)) continue
@@ -136,11 +178,5 @@ export class RelayClient implements Startable {
         this.log.error('ignoring trusted peer %s from the relay: %e', addr, err)
       }
     }
-  }
-
-  stop (): void {
-    if (!this.started) return
-    this.started = false
-    this.autoDial?.stop()
   }
 }

@@ -19,10 +19,19 @@ function prefix (addr: string): { transport: string, peer?: string } {
   return { transport: addr.slice(0, at), peer: addr.slice(at + 5).split('/')[0] }
 }
 
+/**
+ * `allowed` is read on every dial: addresses added to it later (the relay's,
+ * once its `/config` has been read) are allowed from then on.
+ */
 export function browserGater (allowed: readonly string[]): ConnectionGater {
   // compared as strings: the canonical form, as libp2p prints the dialed ones
-  const trusted = allowed.map(a => prefix(multiaddr(a).toString()))
+  let seen = -1
+  let trusted: Array<{ transport: string, peer?: string }> = []
   const isTrusted = (ma: Multiaddr): boolean => {
+    if (seen !== allowed.length) {
+      trusted = allowed.map(a => prefix(multiaddr(a).toString()))
+      seen = allowed.length
+    }
     const s = ma.toString()
     return trusted.some(({ transport, peer }) => {
       if (s === transport) return true

@@ -48,21 +48,22 @@ const OPTIONS: ReadonlyArray<{ flag: string, arg: string, help: string[], defaul
   { flag: '--announce', arg: '<multiaddr,...>', help: ['extra addresses to announce (a public address behind NAT)'], default: () => 'none' },
   { flag: '--http-host', arg: '<host>', help: ['HTTP API host'], default: () => '127.0.0.1' },
   { flag: '--http-port', arg: '<port>', help: ['HTTP API port (0 picks a free one)'], default: () => String(DEFAULT_CLI_HTTP_PORT) },
-  { flag: '--key-file', arg: '<path>', help: ['the relay\'s private key, created if missing, so its addresses stay the same'], default: () => defaultKeyFile() },
+  { flag: '--key-file', arg: '<path>', help: ['the relay\'s private key, created if missing, so its peer id stays the same', '(its addresses too only with fixed --listen ports)'], default: () => defaultKeyFile() },
   { flag: '--max-reservations', arg: '<n>', help: ['peers that may hold a reservation at once'], default: () => '256' },
+  { flag: '--peers-per-address', arg: '<n>', help: ['peers expected behind one IP address (a school NAT):', 'inbound connections per second per host, gossipsub colocation'], default: () => '256' },
   {
     flag: '--config',
     arg: '<file.json>',
     help: [
       'a JSON object with any of listen, announce, httpHost, httpPort, keyFile,',
-      'maxReservations, trusted (multiaddrs ending in /p2p/<id>, default none)',
+      'maxReservations, peersPerAddress, trusted (multiaddrs ending in /p2p/<id>, default none)',
       'and trustedRedialInterval (ms, default 10000); options after it override it'
     ],
     default: () => 'none'
   }
 ]
 
-const CONFIG_KEYS = new Set(['listen', 'announce', 'httpHost', 'httpPort', 'keyFile', 'trusted', 'trustedRedialInterval', 'maxReservations'])
+const CONFIG_KEYS = new Set(['listen', 'announce', 'httpHost', 'httpPort', 'keyFile', 'trusted', 'trustedRedialInterval', 'maxReservations', 'peersPerAddress'])
 
 /** The `--help` text: each option, what it does, and its default on the line below. */
 function usage (): string {
@@ -131,6 +132,7 @@ async function parse (argv: readonly string[]): Promise<Command> {
       case '--http-port': init.httpPort = Number(value); break
       case '--key-file': init.keyFile = value; break
       case '--max-reservations': init.maxReservations = Number(value); break
+      case '--peers-per-address': init.peersPerAddress = Number(value); break
       case '--config': init = { ...init, ...(await readConfig(value)) }; break
     }
   }

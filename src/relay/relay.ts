@@ -28,6 +28,7 @@ import { trailingPeerId, tryMultiaddr, isWebSocket } from '../utils/multiaddr.ts
 import { repeatingTask } from '@libp2p/utils'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { logger } from '../utils/logger.ts'
+import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
 
 const log = logger('relay')
 
@@ -40,6 +41,8 @@ export const DEFAULT_TRUSTED_REDIAL_INTERVAL = 10_000
 const TRUSTED_TAG = `${KEEP_ALIVE}-npp-trusted`
 /** Peers that may hold a reservation at once (every browser holds one to be reachable); libp2p's own default is 15. */
 export const DEFAULT_MAX_RESERVATIONS = 256
+/** Peers expected behind one IP address. */
+export const DEFAULT_RELAY_PEERS_PER_ADDRESS = 256
 /** A relayed connection is for signalling (WebRTC SDP, discovery): it is closed after this long... */
 export const RELAYED_DURATION_LIMIT = 2 * 60_000
 /** ...or after this many bytes, whichever comes first. */
@@ -65,6 +68,13 @@ export interface RelayInit {
   trustedRedialInterval?: number
   /** Peers that may hold a reservation at once. @default 256 */
   maxReservations?: number
+  /**
+   * Peers expected behind one IP address (a school or conservatory NAT):
+   * libp2p's inbound connections per second per host and pending inbound
+   * connections, and gossipsub's IP colocation threshold (libp2p's defaults,
+   * 5 per second and 10 peers, turn a class away). @default 256
+   */
+  peersPerAddress?: number
 }
 
 export interface RelayConfig {
@@ -147,6 +157,8 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   }
   const maxReservations = init.maxReservations ?? DEFAULT_MAX_RESERVATIONS
   if (!Number.isInteger(maxReservations) || maxReservations < 1 || maxReservations > 100_000) throw new RelayConfigError(`expected maxReservations to be an integer from 1 to 100000, got ${describe(maxReservations)}`)
+  const peersPerAddress = init.peersPerAddress ?? DEFAULT_RELAY_PEERS_PER_ADDRESS
+  if (!Number.isInteger(peersPerAddress) || peersPerAddress < 1 || peersPerAddress > 100_000) throw new RelayConfigError(`expected peersPerAddress to be an integer from 1 to 100000, got ${describe(peersPerAddress)}`)
   const httpHost = init.httpHost ?? DEFAULT_RELAY_HTTP_HOST
   const httpPort = init.httpPort ?? DEFAULT_RELAY_HTTP_PORT
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new RelayConfigError(`expected httpPort to be a port number, got ${describe(httpPort)}`)
@@ -160,10 +172,11 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       transports: [webSockets(), tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
+      connectionManager: crowdConnectionLimits(peersPerAddress),
       peerDiscovery: [pubsubPeerDiscovery()],
       services: {
         identify: identify(),
-        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: crowdScoreParams(peersPerAddress) }),
         relay: circuitRelayServer({
           reservations: {
             maxReservations,

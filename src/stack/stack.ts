@@ -17,9 +17,10 @@ import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, Compo
 import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
-import { DEFAULT_ICE_SERVERS } from '../constants.ts'
+import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
+import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
 import type { IceServer, NppHelia, NppLibp2p } from '../types.ts'
 
@@ -47,8 +48,14 @@ export interface StackInit {
   relay?: boolean
   /** WebRTC ICE servers. Default none (`DEFAULT_ICE_SERVERS`). */
   iceServers?: IceServer[]
-  /** Addresses the user configured (relay, bootstrap): dialable even where the platform's gater would refuse them. */
+  /**
+   * Addresses the user configured (relay, bootstrap): dialable even where
+   * the platform's gater would refuse them. Read on every dial, so addresses
+   * added later count.
+   */
   trusted?: string[]
+  /** Peers expected behind one IP address (see `NewPiecePleaseInit.peersPerAddress`). @default DEFAULT_PEERS_PER_ADDRESS */
+  peersPerAddress?: number
   helia?: NppHelia
   orbitdb?: OrbitDB
 }
@@ -143,6 +150,7 @@ async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {
 }
 
 async function createHelia (init: StackInit, closers: Array<() => Promise<void>>): Promise<NppHelia> {
+  const crowd = init.peersPerAddress ?? DEFAULT_PEERS_PER_ADDRESS
   let blockstore, datastore
   if (init.storage === 'memory') {
     blockstore = new MemoryBlockstore()
@@ -165,7 +173,8 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     pubsub: gossipsub({
       // OrbitDB publishes updates whether or not anyone listens yet
       allowPublishToZeroTopicPeers: true,
-      emitSelf: false
+      emitSelf: false,
+      scoreParams: crowdScoreParams(crowd)
     })
   }
 
@@ -187,6 +196,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: platform.connectionGater(init.trusted ?? []),
+    connectionManager: crowdConnectionLimits(crowd),
     peerDiscovery: init.pubsubDiscovery ? [discovery.discovery] : [],
     services
   } as any), BITSWAP_OPTIONS) as unknown as NppHelia

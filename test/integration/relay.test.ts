@@ -121,7 +121,7 @@ describe('the relay', () => {
     assert.ok(a.getIpfsPeers().includes(b.peerId), 'a direct connection')
   })
 
-  it('init.relay takes the relay\'s /config URL (or a multiaddr), and fails clearly when it is unreachable', async () => {
+  it('init.relay takes the relay\'s /config URL (or a multiaddr); requireRelay fails clearly when it is unreachable', async () => {
     const r = await relay()
     const [a, b] = await Promise.all([
       peer({ relay: `${r.httpUrl}/config` }),
@@ -152,8 +152,11 @@ describe('the relay', () => {
     await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
     const port = (free.address() as any).port
     await new Promise(resolve => free.close(resolve))
-    await assert.rejects(peer({ relay: `http://127.0.0.1:${port}/config` }), RelayUnavailableError)
-    await assert.rejects(peer({ relay: `${r.httpUrl}/health` }), (err: any) => err instanceof RelayUnavailableError && /multiaddr/.test(err.message))
+    await assert.rejects(peer({ relay: `http://127.0.0.1:${port}/config`, requireRelay: true }), RelayUnavailableError)
+    await assert.rejects(peer({ relay: `${r.httpUrl}/health`, requireRelay: true }), (err: any) => err instanceof RelayUnavailableError && /multiaddr/.test(err.message))
+    // by default a peer starts anyway, and says why its relay is not linked
+    const offline = await peer({ relay: `${r.httpUrl}/health` })
+    assert.deepEqual(offline.hubs().map(h => [h.kind, h.configured, h.connected]), [['relay', `${r.httpUrl}/health`, false]])
     await assert.rejects(peer({ relay: 'not a relay' }), InvalidOptionError)
   })
 
