@@ -106,7 +106,12 @@ export class RelayUnavailableError extends NewPiecePleaseError {
   override name = 'RelayUnavailableError'
 }
 
-/** The storage `directory` is in use by another instance (another process in Node, another tab of the same origin in a browser). */
+/**
+ * The storage `directory` is in use by another instance: another process in
+ * Node, another tab of the same origin in a browser, or another instance of
+ * this process or page that did not stop within 5 s (one that is stopping is
+ * waited for). The message says which.
+ */
 export class StorageLockedError extends NewPiecePleaseError {
   override name = 'StorageLockedError'
 }

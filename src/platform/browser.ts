@@ -16,6 +16,7 @@ import { browserGater } from './browser-gater.ts'
 import { StorageLockedError } from '../errors.ts'
 import { isWebSocket } from '../utils/multiaddr.ts'
 import { logger } from '../utils/logger.ts'
+import { claimLocally } from './local-locks.ts'
 
 const log = logger('platform')
 
@@ -32,26 +33,37 @@ export const platform: PlatformDefaults = {
   connectionGater: (trusted) => browserGater(trusted),
   // IndexedDB has no lock of its own: two tabs on one catalog would be the
   // same peer twice. A Web Lock is released when the tab closes or crashes.
-  lockStorage: async (directory) => {
+  // It cannot say which tab holds it, so the instances of this tab also
+  // claim the name in `local-locks`: a start while another instance of this
+  // tab is stopping (StrictMode's double mount, hot module reloading) waits
+  // for it, and a refusal says whether this page or another tab holds it
+  lockStorage: async (directory, options = {}) => {
+    const name = `new-piece-please:${directory}`
+    const letGo = await claimLocally(name, options, (ms) => new StorageLockedError(`the catalog "${directory}" is open in another instance in this page, which did not stop within ${ms} ms; stop it first (await npp.stop()) or use another directory`))
     const locks = (globalThis.navigator as any)?.locks
     if (locks?.request == null) {
       // insecure contexts (a page on a LAN address over http) have no Web Locks
       log.error('no Web Locks here (an insecure context?): a second tab on "%s" would not be refused', directory)
-      return { release: async () => {} }
+      return { release: async () => { letGo() } }
     }
-    return await new Promise((resolve, reject) => {
-      // the callback runs later (a lock is granted asynchronously), after `held` is set
-      const held: Promise<unknown> | undefined = locks.request(`new-piece-please:${directory}`, { ifAvailable: true }, async (lock: unknown) => {
-        if (lock == null) {
-          reject(new StorageLockedError(`the catalog "${directory}" is open in another tab or window of this site; close it or use another directory`))
-          return
-        }
-        await new Promise<void>(_resolve => {
-          // resolves once the lock is really given back, so a start right after a stop finds it free
-          resolve({ release: async () => { _resolve(); await held?.catch(() => {}) } })
+    try {
+      return await new Promise((resolve, reject) => {
+        // the callback runs later (a lock is granted asynchronously), after `held` is set
+        const held: Promise<unknown> | undefined = locks.request(name, { ifAvailable: true }, async (lock: unknown) => {
+          if (lock == null) {
+            reject(new StorageLockedError(`the catalog "${directory}" is open in another tab or window of this site; close it or use another directory`))
+            return
+          }
+          await new Promise<void>(_resolve => {
+            // resolves once the lock is really given back, so a start right after a stop finds it free
+            resolve({ release: async () => { _resolve(); await held?.catch(() => {}); letGo() } })
+          })
         })
+        held?.catch(reject)
       })
-      held?.catch(reject)
-    })
+    } catch (err) {
+      letGo()
+      throw err
+    }
   }
 }

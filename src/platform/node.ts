@@ -6,6 +6,7 @@
  * module for `./browser.ts` (package.json `browser` field), so nothing here
  * is bundled for web apps.
  */
+import { resolve } from 'node:path'
 import { tcp } from '@libp2p/tcp'
 import type { PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
@@ -13,6 +14,7 @@ import { logger } from '../utils/logger.ts'
 import { joinPath } from '../utils/path.ts'
 import { StorageLockedError } from '../errors.ts'
 import { isTcp } from '../utils/multiaddr.ts'
+import { claimLocally } from './local-locks.ts'
 
 const log = logger('platform')
 
@@ -51,16 +53,22 @@ export const platform: PlatformDefaults = {
   canDialDirectly: isTcp,
   connectionGater: () => undefined,
   // a tiny LevelDB beside the data: its LOCK is an OS lock, released even
-  // when the holder is killed, and it says clearly who failed and why
-  lockStorage: async (directory) => {
+  // when the holder is killed, and it says clearly who failed and why. It
+  // cannot tell this process from another (LEVEL_LOCKED either way), so the
+  // instances of this process also claim the directory in `local-locks`: a
+  // start while another instance here is stopping waits for it
+  lockStorage: async (directory, options = {}) => {
     const { Level } = await import('level')
+    const letGo = await claimLocally(resolve(directory), options, (ms) => new StorageLockedError(`${directory} is in use by another instance in this process, which did not stop within ${ms} ms; stop it first (await npp.stop()) or use another directory`))
     const db = new Level(joinPath(directory, 'instance-lock'))
     try {
       await db.open()
     } catch (err: any) {
-      if (err?.cause?.code === 'LEVEL_LOCKED') throw new StorageLockedError(`${directory} is in use by another new-piece-please instance (in this or another process); stop it or use another directory`)
+      letGo()
+      if (err?.cause?.code === 'LEVEL_LOCKED') throw new StorageLockedError(`${directory} is in use by a new-piece-please instance in another process; stop it or use another directory`)
       throw err
     }
-    return { release: async () => { await db.close() } }
+    let released: Promise<void> | undefined
+    return { release: async () => { released ??= db.close().finally(letGo); await released } }
   }
 }

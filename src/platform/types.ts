@@ -2,6 +2,7 @@ import type { ConnectionGater } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { IceServer } from '../types.ts'
+import type { LocalLockOptions } from './local-locks.ts'
 
 /** What a platform needs to know to pick its transports. */
 export interface TransportOptions {
@@ -25,8 +26,12 @@ export interface PlatformDefaults {
   /** `trusted`: the configured relay and bootstrap addresses, which may be dialed even where the platform's default would refuse them. */
   connectionGater(trusted: readonly string[]): ConnectionGater | undefined
   /**
-   * Claim `directory` for this instance until `release()`; rejects with
-   * `StorageLockedError` when another instance (process, tab) holds it.
+   * Claim `directory` for this instance until `release()` (safe to call
+   * twice). An instance of this process (Node) or tab (browser) holding it is
+   * waited for, up to `options.wait` (`DEFAULT_LOCK_WAIT`): it may be
+   * stopping. Rejects with `StorageLockedError` when it does not let go in
+   * that time, or at once when another process or tab holds it; the message
+   * says which.
    */
-  lockStorage(directory: string): Promise<{ release(): Promise<void> }>
+  lockStorage(directory: string, options?: LocalLockOptions): Promise<{ release(): Promise<void> }>
 }
