@@ -36,6 +36,8 @@ export class Replicas {
   private readonly init: ReplicasInit
   /** By the companion's user-db address. */
   private readonly replicas = new Map<string, Replica>()
+  /** Replicas being opened, by the same key. */
+  private readonly opening = new Map<string, Promise<Replica>>()
   private readonly log: Logger
 
   constructor (components: ReplicasComponents, init: ReplicasInit) {
@@ -68,8 +70,26 @@ export class Replicas {
     }
   }
 
-  /** Open (or return the open) replica of `record`'s catalog, registered under the companion's user-db `address`. */
+  /**
+   * Open (or return the open) replica of `record`'s catalog, registered under
+   * the companion's user-db `address`. One open per companion at a time: at a
+   * restart the loader of saved companions and discovery (verifying the same
+   * companion's announcement) ask at once, and the second waits for the
+   * first's replica rather than opening (and registering) a second one.
+   */
   async open (address: string, record: CompanionRecord, signal: AbortSignal, type?: string): Promise<Replica> {
+    for (let pending = this.opening.get(address); pending != null; pending = this.opening.get(address)) {
+      // when the other open fails (its caller's deadline), try with this caller's own
+      await raceSignal(pending, signal).catch((err: unknown) => { if (signal.aborted) throw err })
+    }
+    const opening: Promise<Replica> = this.openReplica(address, record, signal, type).finally(() => {
+      if (this.opening.get(address) === opening) this.opening.delete(address)
+    })
+    this.opening.set(address, opening)
+    return await opening
+  }
+
+  private async openReplica (address: string, record: CompanionRecord, signal: AbortSignal, type?: string): Promise<Replica> {
     const existing = this.replicas.get(address)
     if (existing != null && existing.address === record.pieces) return existing
     if (existing != null) await this.close(address)

@@ -17,6 +17,7 @@ import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, Compo
 import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
+import { openOnce } from './open-once.ts'
 import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
@@ -68,7 +69,9 @@ export interface Stack {
    * `orbitdb.open` with this stack's storage (memory mode keeps heads and
    * indexes in memory) and an `error` listener on the database's events:
    * OrbitDB emits sync failures there, and an unheard `error` event would
-   * crash the process.
+   * crash the process. One open per database (`open-once.ts`): concurrent
+   * callers share the open in flight, each gets its own handle, and the
+   * database is closed when the last handle is.
    */
   open<D extends OrbitDBDatabase>(address: string, options?: OpenOptions): Promise<D>
   close(): Promise<void>
@@ -108,7 +111,8 @@ export async function createStack (init: StackInit): Promise<Stack> {
     helia,
     libp2p,
     orbitdb,
-    async open<D extends OrbitDBDatabase> (address: string, options: OpenOptions = {}): Promise<D> {
+    // one open per database, shared by reference count (see open-once.ts)
+    open: openOnce(async <D extends OrbitDBDatabase>(address: string, options: OpenOptions): Promise<D> => {
       // OrbitDB fetches missing entries with a 30 s timeout and close() waits
       // for them; this storage lets close() cancel those network reads first
       // (local writes are never cancelled)
@@ -131,7 +135,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
         await entryStorage.close()
       }
       return db
-    },
+    }),
     async close () {
       await runClosers(closers)
     }
