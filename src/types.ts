@@ -313,6 +313,25 @@ export interface NppStats {
   discoveriesStarted: number
   discoveriesSucceeded: number
   discoveriesFailed: number
+  /**
+   * Verifications of an announced user db tried again after a failure that
+   * may pass (a timeout reading or opening it), while its peer stayed
+   * connected. Absent before the first start.
+   */
+  discoveriesRetried?: number
+  /**
+   * Announcements received while the verification queue was full, kept (the
+   * latest per peer) and verified once there was room; not counted as
+   * dropped. One pushed out of the full deferred set counts as
+   * `messagesDropped['queue-full']`. Absent before the first start.
+   */
+  announcementsDeferred?: number
   announcementsSent: number
+  /**
+   * Announcements of our user db tried again after a failure that may pass
+   * (the peer not a recipient in time, a publish error, a timeout), while a
+   * direct connection to the peer lasted. Absent before the first start.
+   */
+  announcementsRetried?: number
   redials: number
 }

@@ -7,37 +7,142 @@
  * topic, it is checked (size, rate, JSON shape, address form), then handed to
  * `verify` through a bounded queue; everything that fails is dropped, counted
  * and logged under `npp:discovery`.
+ *
+ * Neither side gives up on the first failure that may pass (seen with 80
+ * companions arriving together: 49 of one peer's announcements found the
+ * remote's stream still opening after their ~2.9 s budget, and 12 incoming
+ * ones met a full queue; none was tried again, so those pairs never became
+ * companions while connected):
+ *
+ * - An announcement that fails (the peer not a recipient in time, a publish
+ *   error, a timeout) is tried again with a growing, jittered back-off
+ *   (`p-retry`) while a direct connection to the peer lasts; one chain per
+ *   peer, ended by `peer:disconnect` or `stop()`. Waiting for the peer's
+ *   subscription costs nothing (a listener) and has no time limit; the
+ *   publishing itself runs for `announceConcurrency` peers at a time.
+ * - An announcement that arrives while `maxPending` verifications are under
+ *   way is kept (the latest per peer, `maxDeferred` at most, oldest dropped
+ *   as `queue-full`) and verified when there is room, unless its peer
+ *   disconnected meanwhile.
+ * - A verification that fails for a passing reason (a timeout reading or
+ *   opening the peer's user db) is tried again, with back-off, while the peer
+ *   is connected; one that fails for good (`InvalidRemoteDataError`: wrong
+ *   type, another node, a foreign catalog) is dropped as `invalid-user-db`
+ *   and the same announcement refused for `DISCOVERY_FAILURE_TTL`.
  */
 import PQueue from 'p-queue'
+import pRetry from 'p-retry'
 import { toString as uint8ArrayToString, fromString as uint8ArrayFromString } from 'uint8arrays'
 import type { Connection, Logger, PeerId } from '@libp2p/interface'
 import type { Message } from '@libp2p/gossipsub'
 import { deadline } from '../utils/abort.ts'
-import { publishToPeer } from './publish.ts'
+import { publishToPeer, waitForSubscription } from './publish.ts'
 import { RateLimiter, ExpiringSet } from '../utils/rate-limit.ts'
 import { isOrbitDBAddress, isPlainObject, isJsonValue } from '../utils/validate.ts'
+import { AbortError } from '../errors.ts'
 import {
-  MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS,
+  MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS, MAX_COMPANIONS,
   DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
 } from '../constants.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
 import type { DropReason, JsonValue, NppStats } from '../types.ts'
 
+/**
+ * Peers our user db is published to at once. Each publishes up to
+ * `announceAttempts` times (~2.9 s); 80 peers arriving together would
+ * otherwise publish ~1,600 times a second on a node that is busy with their
+ * connections already.
+ */
+export const DEFAULT_ANNOUNCE_CONCURRENCY = 16
+/** First pause before an announcement or a verification is tried again (randomised to 1-2 times this, doubling on each failure). */
+export const DEFAULT_RETRY_MIN_DELAY = 500
+/** Longest pause between two tries of an announcement or a verification. */
+export const DEFAULT_RETRY_MAX_DELAY = 30_000
+
 export interface DiscoveryInit {
   /** Address of our own user database, announced to every peer. */
   userDb: string
-  /** Bound for announcing to a peer and for verifying an announcement. */
+  /** Bound for each try of publishing an announcement and of verifying one. */
   timeout: number
+  /**
+   * Publishes tried in one attempt while the peer is not (yet) a recipient.
+   *
+   * @default ANNOUNCE_ATTEMPTS (60, ~2.9 s)
+   */
+  announceAttempts?: number
+  /**
+   * Peers whose announcement is being published at once (waiting for a
+   * peer's subscription does not count).
+   *
+   * @default DEFAULT_ANNOUNCE_CONCURRENCY (16)
+   */
+  announceConcurrency?: number
+  /**
+   * Verifications run at once.
+   *
+   * @default DISCOVERY_CONCURRENCY (4)
+   */
+  concurrency?: number
+  /**
+   * Verifications under way at most (running, queued, or waiting to be
+   * tried again); further announcements are deferred.
+   *
+   * @default MAX_PENDING_DISCOVERIES (64)
+   */
+  maxPending?: number
+  /**
+   * Deferred announcements kept at most (the latest of each peer); beyond
+   * this the oldest is dropped as `queue-full`.
+   *
+   * @default MAX_COMPANIONS (256)
+   */
+  maxDeferred?: number
+  /**
+   * First pause (ms) before a failed announcement or verification is tried
+   * again; randomised to 1-2 times this and doubled on every failure.
+   *
+   * @default DEFAULT_RETRY_MIN_DELAY (500)
+   */
+  retryMinDelay?: number
+  /**
+   * Longest pause (ms) between two tries.
+   *
+   * @default DEFAULT_RETRY_MAX_DELAY (30000)
+   */
+  retryMaxDelay?: number
 }
 
-export interface DiscoveryComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
+export interface DiscoveryComponents extends Pick<NppComponents, 'events' | 'logger'> {
+  libp2p: Pick<NppComponents['libp2p'], 'peerId' | 'services' | 'getPeers' | 'getConnections' | 'addEventListener' | 'removeEventListener'>
   /** Opens, replicates and validates a peer's user db; throws when it is not acceptable. */
   verifier: AnnouncementVerifier
 }
 
-/** What discovery received, sent and dropped since start (all of `NppStats` but the redials). */
-export type DiscoveryStats = Omit<NppStats, 'redials'>
+/** What discovery received, sent, deferred, retried and dropped since start (all of `NppStats` but the redials). */
+export type DiscoveryStats = Required<Omit<NppStats, 'redials'>>
+
+/** One peer's announcement being published (tries and back-off included). */
+interface Announcement {
+  controller: AbortController
+  done: Promise<boolean>
+}
+
+/** One peer's announcement being verified (queued, running or waiting to be tried again). */
+interface Verification {
+  userDb: string
+  peer: PeerId
+  controller: AbortController
+  /** A try is running: a disconnect lets it finish (its blocks may have arrived) instead of cutting it. */
+  running: boolean
+  /** Settles when the verification is over, whatever the outcome. */
+  done?: Promise<void>
+}
+
+/** A failure that would repeat: the remote data itself is wrong. Anything else (timeouts, streams) may pass. */
+function isPermanent (err: unknown): boolean {
+  return (err as Error | undefined)?.name === 'InvalidRemoteDataError'
+}
 
 export class Discovery implements Startable {
   private readonly components: DiscoveryComponents
@@ -46,10 +151,16 @@ export class Discovery implements Startable {
   private readonly topic: string
   private readonly limiter = new RateLimiter({ burst: MESSAGE_BURST, ratePerSecond: MESSAGE_RATE_PER_SECOND, maxKeys: MAX_TRACKED_PEERS })
   private readonly failed = new ExpiringSet(DISCOVERY_FAILURE_TTL, 1024)
+  /** User dbs being verified, whoever announced them (one verification per address at a time). */
   private readonly inFlight = new Set<string>()
-  private readonly announcing = new Map<string, AbortController>()
-  private readonly queue = new PQueue({ concurrency: DISCOVERY_CONCURRENCY })
-  private readonly shutdown = new AbortController()
+  /** Verifications by announcing peer: one per peer, its latest address. */
+  private readonly verifying = new Map<string, Verification>()
+  /** Announcements waiting for room, by peer (the latest of each); Map order is age order. */
+  private readonly waiting = new Map<string, { peer: PeerId, userDb: string }>()
+  private readonly announcements = new Map<string, Announcement>()
+  private readonly queue: PQueue
+  private readonly publishing: PQueue
+  private shutdown = new AbortController()
   private readonly payload: Uint8Array
   private started = false
   readonly stats: DiscoveryStats = {
@@ -58,7 +169,10 @@ export class Discovery implements Startable {
     discoveriesStarted: 0,
     discoveriesSucceeded: 0,
     discoveriesFailed: 0,
-    announcementsSent: 0
+    discoveriesRetried: 0,
+    announcementsDeferred: 0,
+    announcementsSent: 0,
+    announcementsRetried: 0
   }
 
   constructor (components: DiscoveryComponents, init: DiscoveryInit) {
@@ -67,85 +181,162 @@ export class Discovery implements Startable {
     this.log = components.logger.forComponent('npp:discovery')
     this.topic = components.libp2p.peerId.toString()
     this.payload = uint8ArrayFromString(JSON.stringify({ userDb: init.userDb }))
+    this.queue = new PQueue({ concurrency: init.concurrency ?? DISCOVERY_CONCURRENCY })
+    this.publishing = new PQueue({ concurrency: init.announceConcurrency ?? DEFAULT_ANNOUNCE_CONCURRENCY })
   }
 
   private get pubsub (): NppComponents['libp2p']['services']['pubsub'] {
     return this.components.libp2p.services.pubsub
   }
 
+  private get retry (): { retries: number, factor: number, minTimeout: number, maxTimeout: number, randomize: boolean } {
+    const minTimeout = this.init.retryMinDelay ?? DEFAULT_RETRY_MIN_DELAY
+    return { retries: Infinity, factor: 2, minTimeout, maxTimeout: Math.max(minTimeout, this.init.retryMaxDelay ?? DEFAULT_RETRY_MAX_DELAY), randomize: true }
+  }
+
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    this.shutdown = new AbortController()
     const { libp2p } = this.components
     this.pubsub.addEventListener('message', this.onPubsubMessage)
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     libp2p.addEventListener('connection:open', this.onConnectionOpen)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     this.pubsub.subscribe(this.topic)
-    for (const peer of libp2p.getPeers()) this.announce(peer)
+    for (const peer of libp2p.getPeers()) void this.announce(peer)
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
-    this.shutdown.abort()
+    // ends every back-off, removes what is queued and aborts what runs
+    this.shutdown.abort(new AbortError('discovery stopped'))
     const { libp2p } = this.components
     this.pubsub.removeEventListener('message', this.onPubsubMessage)
     libp2p.removeEventListener('peer:connect', this.onPeerConnect)
     libp2p.removeEventListener('connection:open', this.onConnectionOpen)
     libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
-    for (const controller of this.announcing.values()) controller.abort()
-    this.announcing.clear()
-    this.queue.clear()
-    await this.queue.onIdle()
+    this.waiting.clear()
+    await Promise.all([
+      ...[...this.announcements.values()].map(async a => await a.done),
+      ...[...this.verifying.values()].map(async v => await v.done)
+    ])
+    await Promise.all([this.queue.onIdle(), this.publishing.onIdle()])
     try {
       this.pubsub.unsubscribe(this.topic)
     } catch {}
   }
 
-  /** Announcements waiting or running (for tests and diagnostics). */
+  /** Verifications under way: running, queued or waiting to be tried again (for tests and diagnostics). */
   get pending (): number {
-    return this.queue.size + this.queue.pending
+    return this.verifying.size
+  }
+
+  /** Announcements received while `maxPending` verifications were under way, waiting for room. */
+  get deferred (): number {
+    return this.waiting.size
+  }
+
+  /** Peers our announcement is being sent to (waiting for their subscription, publishing or waiting to try again). */
+  get announcing (): number {
+    return this.announcements.size
   }
 
   private readonly onPeerConnect = (evt: CustomEvent<PeerId>): void => {
-    this.announce(evt.detail)
+    void this.announce(evt.detail)
   }
 
   // A peer met through a relay connects first over the limited relayed
-  // connection, where gossipsub does not run: an announcement started then
-  // can time out while WebRTC is still being set up, and `peer:connect` does
-  // not fire again. Every direct (unlimited) connection gets its own chance.
+  // connection, where gossipsub does not run. Its subscription arrives once a
+  // direct (unlimited) connection opens; an announcement that gave up meanwhile
+  // (only the relayed connection left) starts again on the direct one.
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => {
-    if (evt.detail.limits == null) this.announce(evt.detail.remotePeer)
+    if (evt.detail.limits == null) void this.announce(evt.detail.remotePeer)
   }
 
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
     const key = evt.detail.toString()
-    this.announcing.get(key)?.abort()
-    this.announcing.delete(key)
+    const gone = new AbortError(`${key} disconnected`)
+    this.announcements.get(key)?.controller.abort(gone)
+    if (this.waiting.delete(key)) this.log('forgot the deferred announcement of %p: it disconnected', evt.detail)
+    const verification = this.verifying.get(key)
+    // a try that runs finishes (and is not tried again: the peer is gone)
+    if (verification != null && !verification.running) verification.controller.abort(gone)
   }
 
-  /** Send our user db address to `peer`'s topic once it subscribes (bounded). */
-  announce (peer: PeerId): void {
+  private directlyConnected (peer: PeerId): boolean {
+    return this.components.libp2p.getConnections(peer).some(c => c.limits == null)
+  }
+
+  private connected (peer: PeerId): boolean {
+    return this.components.libp2p.getConnections(peer).length > 0
+  }
+
+  /**
+   * Send our user db address to `peer`'s topic once it subscribes, trying
+   * again while a direct connection to it lasts. Resolves to whether it was
+   * delivered; a call while an announcement to `peer` is under way joins it.
+   */
+  async announce (peer: PeerId): Promise<boolean> {
     const key = peer.toString()
-    if (!this.started || this.announcing.has(key)) return
+    const current = this.announcements.get(key)
+    if (current != null) return await current.done
+    if (!this.started) return false
     const controller = new AbortController()
-    this.announcing.set(key, controller)
-    const bound = deadline(this.init.timeout, AbortSignal.any([controller.signal, this.shutdown.signal]), `announcing to ${key}`)
+    const signal = AbortSignal.any([controller.signal, this.shutdown.signal])
     const started = Date.now()
-    publishToPeer(this.pubsub, key, peer, this.payload, { signal: bound.signal, attempts: ANNOUNCE_ATTEMPTS })
-      .then(attempts => {
-        this.stats.announcementsSent++
-        this.log('announced user db to %p in %d ms (%d attempt(s))', peer, Date.now() - started, attempts)
-      }, (err: unknown) => {
-        // peers that do not run this protocol never subscribe: that is not an error
-        this.log.trace('no announcement to %p: %e', peer, bound.signal.aborted ? bound.reason() : err)
-      })
-      .finally(() => {
-        bound.clear()
-        if (this.announcing.get(key) === controller) this.announcing.delete(key)
-      })
+    let attempts = 0
+    let noDirect = false
+    // as soon as it is over: a connection opening next starts a new one
+    const finish = (): void => {
+      if (this.announcements.get(key)?.controller === controller) this.announcements.delete(key)
+    }
+    const done = pRetry(async () => {
+      attempts++
+      // free while it waits (a listener), so not bounded: a peer that does not
+      // run this protocol never subscribes, and is waited for until it leaves
+      await waitForSubscription(this.pubsub, key, peer, signal)
+      return await this.publishing.add(async () => await this.publishOnce(peer, key, signal), { signal })
+    }, {
+      ...this.retry,
+      signal,
+      shouldRetry: ({ error, attemptNumber, retryDelay }) => {
+        if (signal.aborted) return false
+        if (!this.directlyConnected(peer)) {
+          noDirect = true
+          return false
+        }
+        this.stats.announcementsRetried++
+        this.log('announcing to %p failed (attempt %d), again in %d ms: %e', peer, attemptNumber, retryDelay, error)
+        return true
+      }
+    }).then(publishes => {
+      finish()
+      this.stats.announcementsSent++
+      this.log('announced user db to %p in %d ms (attempt %d, %d publish(es))', peer, Date.now() - started, attempts, publishes)
+      return true
+    }, (err: unknown) => {
+      finish()
+      const why = signal.aborted ? signal.reason : err
+      if (noDirect) this.log('gave up announcing to %p after %d attempt(s): no direct connection left (%e)', peer, attempts, why)
+      else this.log('gave up announcing to %p after %d attempt(s): %e', peer, attempts, why)
+      return false
+    })
+    this.announcements.set(key, { controller, done })
+    return await done
+  }
+
+  /** One bounded attempt: publish until `peer` is a recipient; resolves to the publishes used. */
+  private async publishOnce (peer: PeerId, key: string, signal: AbortSignal): Promise<number> {
+    const bound = deadline(this.init.timeout, signal, `announcing to ${key}`)
+    try {
+      return await publishToPeer(this.pubsub, key, peer, this.payload, { signal: bound.signal, attempts: this.init.announceAttempts ?? ANNOUNCE_ATTEMPTS })
+    } catch (err) {
+      throw bound.signal.aborted ? bound.reason() : err
+    } finally {
+      bound.clear()
+    }
   }
 
   private readonly onPubsubMessage = (evt: CustomEvent<Message>): void => {
@@ -186,44 +377,130 @@ export class Discovery implements Startable {
         return
       }
       this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
-      this.enqueue(object.userDb, from)
+      this.enqueue(object.userDb, msg.from)
       return
     }
     this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
   }
 
-  private enqueue (userDb: string, from: string): void {
-    // one verification per address at a time, whoever announces it
-    if (this.inFlight.has(userDb)) return
-    const key = `${from} ${userDb}`
-    if (this.failed.has(key)) {
+  private enqueue (userDb: string, peer: PeerId): void {
+    if (!this.started) return
+    const from = peer.toString()
+    const current = this.verifying.get(from)
+    if (current?.userDb === userDb) return // under way (or waiting to be tried again)
+    if (this.failed.has(`${from} ${userDb}`)) {
       this.drop(from, 'recently-failed')
       return
     }
-    if (this.pending >= MAX_PENDING_DISCOVERIES) {
-      this.drop(from, 'queue-full')
+    if (current != null) {
+      // the peer now announces another user db (it reset its data): the latest wins
+      current.controller.abort(new AbortError(`${from} announced another user db`))
+      this.verifying.delete(from)
+    }
+    if (this.inFlight.has(userDb) || this.verifying.size >= (this.init.maxPending ?? MAX_PENDING_DISCOVERIES)) {
+      this.defer(userDb, peer)
       return
     }
+    this.waiting.delete(from)
+    this.verify(userDb, peer)
+  }
+
+  /** Keep the latest announcement of `peer` until there is room (bounded: the oldest is dropped). */
+  private defer (userDb: string, peer: PeerId): void {
+    const from = peer.toString()
+    this.waiting.delete(from) // re-inserted: the newest
+    const max = this.init.maxDeferred ?? MAX_COMPANIONS
+    for (const [oldest] of this.waiting) {
+      if (this.waiting.size < max) break
+      this.waiting.delete(oldest)
+      this.drop(oldest, 'queue-full')
+    }
+    this.waiting.set(from, { peer, userDb })
+    this.stats.announcementsDeferred++
+    this.log('deferred the announcement of %s by %p: %d verification(s) under way', userDb, peer, this.verifying.size)
+  }
+
+  /** Verify deferred announcements while there is room, oldest first. */
+  private drain (): void {
+    const max = this.init.maxPending ?? MAX_PENDING_DISCOVERIES
+    for (const [from, { peer, userDb }] of [...this.waiting]) {
+      if (!this.started || this.verifying.size >= max) return
+      if (this.inFlight.has(userDb)) continue
+      this.waiting.delete(from)
+      if (!this.connected(peer)) {
+        this.log('forgot the deferred announcement of %p: it is not connected', peer)
+        continue
+      }
+      this.enqueue(userDb, peer)
+    }
+  }
+
+  /** Verify `userDb` as announced by `peer`, trying again after a passing failure while the peer is connected. */
+  private verify (userDb: string, peer: PeerId): void {
+    const from = peer.toString()
+    const controller = new AbortController()
+    const verification: Verification = { userDb, peer, controller, running: false }
+    this.verifying.set(from, verification)
     this.inFlight.add(userDb)
     this.stats.discoveriesStarted++
-    this.queue.add(async () => {
-      const started = Date.now()
-      const bound = deadline(this.init.timeout, this.shutdown.signal, `verifying ${userDb} from ${from}`)
-      try {
-        await this.components.verifier.verify(userDb, from, bound.signal)
-        this.stats.discoveriesSucceeded++
-        this.log('verified %s from %s in %d ms', userDb, from, Date.now() - started)
-      } catch (err) {
-        if (this.shutdown.signal.aborted) return
-        this.stats.discoveriesFailed++
-        this.failed.add(key)
-        this.drop(from, 'invalid-user-db')
-        this.log.error('rejected user db %s from %s: %e', userDb, from, bound.signal.aborted ? bound.reason() : err)
-      } finally {
-        bound.clear()
-        this.inFlight.delete(userDb)
+    const signal = AbortSignal.any([controller.signal, this.shutdown.signal])
+    const started = Date.now()
+    let attempts = 0
+    // before any event is dispatched: a listener may announce again at once
+    const finish = (): void => {
+      if (this.verifying.get(from) === verification) this.verifying.delete(from)
+      this.inFlight.delete(userDb)
+    }
+    verification.done = pRetry(async () => {
+      attempts++
+      await this.queue.add(async () => {
+        verification.running = true
+        const bound = deadline(this.init.timeout, signal, `verifying ${userDb} from ${from}`)
+        try {
+          await this.components.verifier.verify(userDb, from, bound.signal)
+        } catch (err) {
+          throw bound.signal.aborted ? bound.reason() : err
+        } finally {
+          bound.clear()
+          verification.running = false
+        }
+      }, { signal })
+    }, {
+      ...this.retry,
+      signal,
+      shouldRetry: ({ error, attemptNumber, retryDelay }) => {
+        if (signal.aborted || isPermanent(error) || !this.connected(peer)) return false
+        this.stats.discoveriesRetried++
+        this.log('verifying %s from %p failed (attempt %d), again in %d ms: %e', userDb, peer, attemptNumber, retryDelay, error)
+        return true
       }
-    }).catch(() => {})
+    }).then(() => {
+      finish()
+      this.stats.discoveriesSucceeded++
+      this.log('verified %s from %p in %d ms (attempt %d)', userDb, peer, Date.now() - started, attempts)
+    }, (err: unknown) => {
+      const replaced = this.verifying.get(from) !== verification
+      finish()
+      if (this.shutdown.signal.aborted) return
+      if (controller.signal.aborted) {
+        // replaced by a newer announcement, or the peer left before a try ran
+        if (!replaced) this.stats.discoveriesFailed++
+        this.log('stopped verifying %s from %p after %d attempt(s): %e', userDb, peer, attempts, controller.signal.reason)
+        return
+      }
+      this.stats.discoveriesFailed++
+      if (isPermanent(err)) {
+        this.failed.add(`${from} ${userDb}`)
+        this.drop(from, 'invalid-user-db')
+        this.log.error('rejected user db %s from %s: %e', userDb, from, err)
+      } else if (!this.connected(peer)) {
+        this.log('gave up verifying %s from %p after %d attempt(s): it disconnected (last error: %e)', userDb, peer, attempts, err)
+      } else {
+        this.log.error('verifying %s from %s failed: %e', userDb, from, err)
+      }
+    }).finally(() => {
+      this.drain()
+    })
   }
 
   private drop (from: string, reason: DropReason): void {
