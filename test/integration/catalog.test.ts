@@ -6,7 +6,9 @@ import { createStack, type Stack } from '../../src/stack/stack.ts'
 import { Catalog, CATALOG_TYPE } from '../../src/catalog/catalog.ts'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import * as dagCbor from '@ipld/dag-cbor'
 import { LOOPBACK, tempDir, dbCondition } from '../helpers/peers.ts'
+import { sameJson } from '../../src/utils/json.ts'
 
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 const writer = fileURLToPath(new URL('../fixtures/catalog-writer.ts', import.meta.url))
@@ -63,8 +65,13 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
         await raw.put(op.put)
         await single.put(op.put)
       } else {
-        if (await raw.get(op.del) != null) await raw.del(op.del)
-        await single.del(op.del)
+        // both refuse to delete what is not there
+        if (await raw.get(op.del) != null) {
+          await raw.del(op.del)
+          await single.del(op.del)
+        } else {
+          await assert.rejects(single.del(op.del), { name: 'DocumentNotFoundError', message: `No document with key '${op.del}' in the database` })
+        }
       }
     }
     // the same operations in batches of varying size, order kept
@@ -90,6 +97,26 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
         assert.deepEqual(sorted(await db.getBy('instrument', instrument)), sorted(await raw.query((d: any) => d.instrument === instrument)))
       }
       assert.equal(await db.count(), state.size)
+    }
+    // the same order as Documents: iterator() newest first, all() oldest first
+    const keys = (docs: Array<{ key: string }>): string[] => docs.map(d => d.key)
+    const iterate = async (db: any, options?: { amount: number }): Promise<string[]> => {
+      const out = []
+      for await (const doc of db.iterator(options)) out.push(doc.key)
+      return out
+    }
+    for (const db of [single, batched]) {
+      assert.deepEqual(keys(await db.all()), keys(await raw.all()))
+      assert.deepEqual(await iterate(db), await iterate(raw))
+      assert.deepEqual(await iterate(db, { amount: 1 }), await iterate(raw, { amount: 1 }))
+      assert.deepEqual(await db.query((d: any) => d.instrument === 'Harp'), await raw.query((d: any) => d.instrument === 'Harp'))
+      assert.deepEqual(await db.getBy('instrument', 'Harp'), await raw.query((d: any) => d.instrument === 'Harp'), 'getBy is newest first too')
+      // every result names the entry that wrote it
+      for (const doc of await db.all()) {
+        const entry = await db.log.get(doc.hash)
+        const ops = entry.payload.op === 'BATCH' ? entry.payload.ops : [entry.payload]
+        assert.ok(ops.some((o: any) => o.op === 'PUT' && o.key === doc.key && sameJson(o.value, doc.value)), `${doc.key} in ${doc.hash}`)
+      }
     }
     assert.ok((await batched.log.values()).length < (await single.log.values()).length)
     assert.equal((await bulk.log.values()).length, 1, 'one entry for up to 1,000 puts')
@@ -155,12 +182,12 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
 
     // an unclean stop: the log moved on but the index did not (stale heads marker, missing pages)
     const indexPath = join(dir, 'n', 'orbitdb', address, '_catalog')
-    const index = await LevelStorage({ path: indexPath, valueEncoding: 'utf8' })
+    const index = await LevelStorage({ path: indexPath })
     const keys: string[] = []
     for await (const [key] of index.iterator()) keys.push(key)
     assert.deepEqual(keys, ['a', 'c/0', 'meta'], 'a clean close leaves one compact snapshot and no change pages')
-    const meta = JSON.parse(await index.get('meta'))
-    await index.put('meta', JSON.stringify({ ...meta, heads: ['stale'] }))
+    const meta = dagCbor.decode<Record<string, unknown>>(await index.get('meta'))
+    await index.put('meta', dagCbor.encode({ ...meta, heads: ['stale'] }))
     await index.del('c/0')
     await index.close()
     db = await s.open<any>(address, { Database: Catalog() })
@@ -177,6 +204,58 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
     assert.equal(db.indexSource, 'disk')
     assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), later)
     assert.deepEqual(await db.getBy('instrument', 'Oud'), [{ hash: 'Qm9', instrument: 'Oud' }])
+  })
+
+  it('drop clears the log and both indexes: nothing comes back after a close and a reopen', async () => {
+    const dir = await tempDir()
+    const s = await stack(join(dir, 'd'))
+    let db = await s.open<any>('dropped', { type: CATALOG_TYPE, Database: Catalog() })
+    const address = db.address
+    await db.batch({ put: Array.from({ length: 20 }, (_, i) => ({ hash: `Qm${i}`, instrument: 'Piano' })) })
+    await db.close()
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.equal(db.indexSource, 'disk')
+    await db.put({ hash: 'QmLate', instrument: 'Harp' }) // a change page too
+    await db.drop()
+    assert.equal(await db.count(), 0)
+    assert.deepEqual(await db.all(), [])
+    assert.deepEqual(await db.getBy('instrument', 'Piano'), [])
+    await db.close()
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.deepEqual(await db.all(), [], 'the dropped documents did not come back')
+    assert.equal(await db.get('QmLate'), undefined)
+    // and the catalog works again after a drop
+    await db.put({ hash: 'QmAgain', instrument: 'Oud' })
+    await db.close()
+    db = await s.open<any>(address, { Database: Catalog() })
+    assert.deepEqual((await db.all()).map((d: any) => d.key), ['QmAgain'])
+  })
+
+  it('rebuilds an index saved in the JSON format of version 2 from the log, types and all', async () => {
+    const dir = await tempDir()
+    const s = await stack(join(dir, 'v2'))
+    let db = await s.open<any>('old-format', { type: CATALOG_TYPE, Database: Catalog({ indexBy: '_id' }) })
+    const address = db.address
+    await db.put({ _id: 1, bytes: new Uint8Array([1, 2, 3]), big: 2n ** 60n })
+    await db.put({ _id: '1', instrument: 'Piano' })
+    const heads = (await db.log.heads()).map((e: any) => e.hash).sort()
+    await db.close()
+    // what version 2 left on disk: utf8 JSON
+    const indexPath = join(dir, 'v2', 'orbitdb', address, '_catalog')
+    const index = await LevelStorage({ path: indexPath, valueEncoding: 'utf8' })
+    await index.clear()
+    await index.put('a', JSON.stringify([]))
+    await index.put('meta', JSON.stringify({ v: 2, heads, chunks: 0 }))
+    await index.close()
+    db = await s.open<any>(address, { Database: Catalog({ indexBy: '_id' }) })
+    assert.equal(db.indexSource, 'log', 'not read: rebuilt')
+    assert.deepEqual((await db.get(1))?.value, { _id: 1, bytes: new Uint8Array([1, 2, 3]), big: 2n ** 60n })
+    assert.deepEqual((await db.get('1'))?.value, { _id: '1', instrument: 'Piano' }, "1 and '1' are two keys")
+    await db.close()
+    db = await s.open<any>(address, { Database: Catalog({ indexBy: '_id' }) })
+    assert.equal(db.indexSource, 'disk', 'saved again in the new format')
+    assert.deepEqual((await db.get(1))?.value, { _id: 1, bytes: new Uint8Array([1, 2, 3]), big: 2n ** 60n })
+    assert.deepEqual((await db.all()).map((d: any) => d.key), [1, '1'])
   })
 
   it('keeps changes made after the snapshot when the process is killed', async () => {

@@ -43,6 +43,37 @@ describe('DocumentIndex', () => {
     assert.ok(index.has('h1') && index.has('h2'))
   })
 
+  it('reads newest first (by each key\'s winning write), whatever order entries are applied in', () => {
+    const entries = [
+      entry('h1', 1, { op: 'BATCH', ops: [put('a'), put('b'), put('c', 'Harp')] }),
+      entry('h2', 2, put('d', 'Harp')),
+      entry('h3', 2, { op: 'BATCH', ops: [put('a', 'Harp'), { op: 'DEL', key: 'b' }] }, 'w2'),
+      entry('h4', 3, put('e'))
+    ]
+    const orders = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]]
+    for (const order of orders) {
+      const index = new DocumentIndex(['instrument'])
+      for (const n of order) index.apply(entries[n]!, new Set())
+      assert.deepEqual(index.newestFirst().map(s => [s.k, s.e.hash]), [['e', 'h4'], ['a', 'h3'], ['d', 'h2'], ['c', 'h1']], `applied in order ${order.join()}`)
+      assert.deepEqual(index.getBy('instrument', 'Harp').map(d => d.hash), ['a', 'd', 'c'], 'getBy too')
+      assert.deepEqual(index.read('a'), { hash: 'h3', key: 'a', value: { hash: 'a', instrument: 'Harp' } })
+      assert.equal(index.read('b'), undefined)
+      assert.equal(index.count(), 4)
+      // a later write moves a key to the front
+      index.apply(entry('h5', 9, put('c', 'Cello')), new Set())
+      assert.deepEqual([...index.values()].map(([k]) => k), ['c', 'e', 'a', 'd'])
+      assert.deepEqual(index.getBy('instrument', 'Harp').map(d => d.hash), ['a', 'd'])
+    }
+  })
+
+  it('keeps string and number keys apart', () => {
+    const index = new DocumentIndex([])
+    index.apply(entry('h1', 1, { op: 'BATCH', ops: [{ op: 'PUT', key: 1, value: { _id: 1 } }, { op: 'PUT', key: '1', value: { _id: '1' } }] }), new Set())
+    assert.deepEqual(index.get(1), { _id: 1 })
+    assert.deepEqual(index.get('1'), { _id: '1' })
+    assert.equal(index.count(), 2)
+  })
+
   it('refuses lookups by a field it does not index', () => {
     const index = new DocumentIndex(['instrument'])
     assert.throws(() => index.getBy('composer', 'Bach'), /'composer' is not an indexed field/)

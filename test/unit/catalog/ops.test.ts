@@ -7,9 +7,12 @@ describe('catalog ops', () => {
     const put = { op: 'PUT', key: 'a', value: { hash: 'a' } }
     assert.deepEqual(opsOf({ payload: put }), [put])
     assert.deepEqual(opsOf({ payload: { op: 'BATCH', ops: [put, { op: 'DEL', key: 'b' }, { op: 'PUT' }, null, { op: 'XX', key: 'c' }, { op: 'DEL', key: '' }] } }), [put, { op: 'DEL', key: 'b' }])
-    for (const payload of [null, 'PUT', 42, { op: 'BATCH' }, { op: 'BATCH', ops: 'no' }, { op: 'PUT', key: 7 }]) {
+    for (const payload of [null, 'PUT', 42, { op: 'BATCH' }, { op: 'BATCH', ops: 'no' }, { op: 'PUT', key: 7 }, { op: 'PUT', key: {}, value: {} }, { op: 'DEL', key: true }, { op: 'DEL', key: Number.NaN }]) {
       assert.deepEqual(opsOf({ payload }), [], JSON.stringify(payload))
     }
+    // keys are what Documents can look up again: non-empty strings and finite numbers
+    assert.deepEqual(opsOf({ payload: { op: 'PUT', key: 7, value: { _id: 7 } } }), [{ op: 'PUT', key: 7, value: { _id: 7 } }])
+    assert.deepEqual(opsOf({ payload: { op: 'DEL', key: 0, value: null } }), [{ op: 'DEL', key: 0, value: null }])
   })
 
   it('orders by clock time, then clock id, then entry hash, then position', () => {
@@ -34,5 +37,10 @@ describe('catalog ops', () => {
     // one operation bigger than the limit still gets an entry of its own
     assert.deepEqual(toBatches([{ op: 'PUT', key: 'x', value: { t: 'y'.repeat(2000) } }], 1000, 1000).length, 1)
     assert.deepEqual(toBatches([]), [])
+    // what JSON cannot say counts too (bytes, Maps, bigints), as OrbitDB's dag-cbor will encode it
+    const bytes: Op[] = [0, 1, 2].map(n => ({ op: 'PUT', key: `b${n}`, value: { data: new Uint8Array(600) } }))
+    assert.equal(toBatches(bytes, 1000, 1000).length, 3)
+    const maps: Op[] = [0, 1, 2].map(n => ({ op: 'PUT', key: `m${n}`, value: { m: new Map([['x', 'y'.repeat(600)]]), n: 10n } }))
+    assert.equal(toBatches(maps, 1000, 1000).length, 3)
   })
 })

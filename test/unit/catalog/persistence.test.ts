@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryStorage } from '@orbitdb/core'
+import { CID } from 'multiformats/cid'
 import { DocumentIndex } from '../../../src/catalog/doc-index.ts'
 import { IndexPersistence } from '../../../src/catalog/persistence.ts'
 import type { OrbitDBStorage } from '../../../src/orbitdb/types.ts'
@@ -22,11 +23,30 @@ async function saved (): Promise<{ storage: OrbitDBStorage, source: DocumentInde
 }
 
 describe('IndexPersistence', () => {
+  it('keeps what a log entry can carry, in the snapshot and in the changes after it', async () => {
+    // what dag-cbor (OrbitDB's entry encoding) carries and JSON does not
+    const doc = (key: string | number): Record<string, unknown> => ({ _id: key, bytes: new Uint8Array([0, 255]), big: 2n ** 64n - 1n, nested: { list: [1.5, null, true] }, link: CID.parse('bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku') })
+    const storage: OrbitDBStorage = await MemoryStorage()
+    const source = new DocumentIndex([])
+    const disk = new IndexPersistence(storage, source)
+    source.apply(entry('h1', 1, { op: 'BATCH', ops: [{ op: 'PUT', key: 1, value: doc(1) }, { op: 'PUT', key: 'a', value: doc('a') }] }), new Set())
+    await disk.snapshot(['h1'])
+    const changed = new Set<string | number>()
+    source.apply(entry('h2', 2, { op: 'BATCH', ops: [{ op: 'PUT', key: '1', value: doc('1') }, { op: 'DEL', key: 'a' }] }), changed)
+    await disk.persist(changed, ['h2'], ['h2'])
+    const loaded = new DocumentIndex([])
+    assert.equal(await new IndexPersistence(storage, loaded).load(['h2']), true)
+    assert.deepEqual(loaded.get(1), doc(1), 'from the snapshot')
+    assert.deepEqual(loaded.get('1'), doc('1'), 'from a change page, and not the number key')
+    assert.equal(loaded.get('a'), undefined)
+    assert.deepEqual(loaded.newestFirst().map(s => s.k), ['1', 1], 'in the same order')
+  })
+
   it('loads the snapshot plus the changes written after it', async () => {
     const { storage, source } = await saved()
     const loaded = new DocumentIndex(['instrument'])
     assert.equal(await new IndexPersistence(storage, loaded).load(['h2']), true)
-    const sorted = (index: DocumentIndex): unknown[] => [...index.values()].sort(([a], [b]) => a.localeCompare(b))
+    const sorted = (index: DocumentIndex): unknown[] => [...index.values()].sort(([a], [b]) => String(a).localeCompare(String(b)))
     assert.deepEqual(sorted(loaded), sorted(source))
     assert.equal(loaded.get('a'), undefined)
     assert.deepEqual(loaded.getBy('instrument', 'Harp'), [{ hash: 'c', instrument: 'Harp' }])
@@ -55,5 +75,7 @@ describe('IndexPersistence', () => {
     assert.equal(await new IndexPersistence(storage, new DocumentIndex([])).load(['h2']), false, 'corrupt meta')
     await storage.put('meta', JSON.stringify({ v: 1, heads: ['h2'] }))
     assert.equal(await new IndexPersistence(storage, new DocumentIndex([])).load(['h2']), false, 'an older format')
+    await storage.put('meta', new TextEncoder().encode(JSON.stringify({ v: 2, heads: ['h2'], chunks: 1 })))
+    assert.equal(await new IndexPersistence(storage, new DocumentIndex([])).load(['h2']), false, 'version 2: JSON as bytes')
   })
 })
