@@ -205,8 +205,13 @@ export interface QuerySource {
   owner: string
   /** Address of the `pieces` database queried. */
   address: string
-  /** `ok`: answered; `timeout`: not within the time limit; `error`: failed; `aborted`: the caller's signal fired. */
-  status: 'ok' | 'timeout' | 'error' | 'aborted'
+  /**
+   * `ok`: answered; `unsynced`: answered from a replica that has never
+   * synced with its owner in this run (its results may be partial or empty);
+   * `timeout`: not within the time limit; `error`: failed (a replica that
+   * could not even be opened included); `aborted`: the caller's signal fired.
+   */
+  status: 'ok' | 'unsynced' | 'timeout' | 'error' | 'aborted'
   /** Matches this source contributed. */
   count: number
   /** Milliseconds the source took (or was given). */
@@ -215,6 +220,28 @@ export interface QuerySource {
   online: boolean
   /** Why the source failed, when it did. */
   error?: string
+  /** A companion's replica: how far it has followed its owner's catalog (absent for the own catalog). */
+  sync?: ReplicaSync
+}
+
+/**
+ * How far a replica has followed its owner's catalog:
+ * - `never`: not synced with the owner since it was opened (it may hold what
+ *   an earlier run replicated);
+ * - `syncing`: the owner has entries it lacks, being fetched (`progress`:
+ *   log clock times, `have` of `want`);
+ * - `synced`: it had every head of the owner's catalog at `syncedAt`;
+ * - `unreachable`: the owner is not linked directly since `unreachableSince`
+ *   (`syncedAt` tells how fresh the replica is, when known).
+ */
+export interface ReplicaSync {
+  state: 'never' | 'syncing' | 'synced' | 'unreachable'
+  /** When the replica last had every head of its owner (ms since the epoch). */
+  syncedAt?: number
+  unreachableSince?: number
+  progress?: { have: number, want: number }
+  /** Why the last check against the owner failed. */
+  error?: string
 }
 
 export interface QueryResult {
@@ -222,7 +249,7 @@ export interface QueryResult {
   results: OwnedPiece[]
   /** One report per source. */
   sources: QuerySource[]
-  /** True when every source answered. */
+  /** True when every source answered `ok`. */
   complete: boolean
 }
 
@@ -284,9 +311,11 @@ export interface NewPiecePleaseEvents {
   'message:dropped': CustomEvent<DroppedMessageDetail>
   /** A catalog (own or a companion's replica) changed. */
   'catalog:update': CustomEvent<{ owner: string, address: string }>
+  /** A replica's sync state changed (see `ReplicaSync`): for a progress bar, or to say how fresh a companion's catalog is. */
+  'catalog:sync': CustomEvent<ReplicaSync & { owner: string, address: string }>
   /** A link to a hub (the relay, a bootstrap peer) came up. */
   'hub:connected': CustomEvent<HubStatus>
-  /** A link to a hub went down; it is dialed again with back-off and jitter. */
+  /** A link to a hub went down, or its first dial (after start or after a drop) failed (`failedDials`, `lastError`); it is dialed again with back-off and jitter. */
   'hub:disconnected': CustomEvent<HubStatus>
 }
 

@@ -5,7 +5,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece } from 'new-piece-please'
+import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece, type ReplicaSync } from 'new-piece-please'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
 const params = new URLSearchParams(location.search)
@@ -64,10 +64,27 @@ async function renderPieces (npp: NewPiecePlease): Promise<void> {
   list.replaceChildren(...rows)
 }
 
+/** The last `catalog:sync` state of each companion's replica, by owner. */
+const syncStates = new Map<string, ReplicaSync>()
+
+function syncView (state: ReplicaSync | undefined): HTMLElement {
+  if (state?.state === 'syncing' && state.progress != null) {
+    const bar = document.createElement('progress')
+    bar.max = Math.max(1, state.progress.want)
+    bar.value = Math.min(state.progress.have, bar.max)
+    bar.title = `catching up: ${state.progress.have} of ${state.progress.want} entries`
+    bar.className = 'sync'
+    return bar
+  }
+  const text = state == null ? '' : state.state === 'synced' ? 'synced' : state.state === 'never' ? 'not synced yet' : state.state === 'unreachable' ? 'from its replica' : 'syncing'
+  return span(text, 'sync muted')
+}
+
 async function renderCompanions (npp: NewPiecePlease): Promise<void> {
   const companions = await npp.getCompanions()
   $('companions').replaceChildren(...companions.map(c => item(
     span(`${c.username} (${short(c.nodeId)})`, 'grow'),
+    syncView(syncStates.get(c.nodeId)),
     span(c.online ? 'online' : 'offline', c.online ? 'online' : 'offline')
   )))
 }
@@ -102,6 +119,16 @@ async function main (): Promise<void> {
   $('peer-id').textContent = npp.peerId
   $('username').textContent = String(await npp.getProfileField('username'))
   $('status').textContent = 'ready'
+
+  // the relay link: the page works offline, and says when the relay is away and why
+  const hubs = (): void => {
+    $('hub').textContent = npp.hubs().map(h => h.connected ? `${h.kind}: linked` : `${h.kind}: not linked${h.lastError != null ? ` (${h.lastError})` : ''}, retrying`).join(' · ')
+  }
+  npp.addEventListener('hub:connected', hubs)
+  npp.addEventListener('hub:disconnected', hubs)
+  hubs()
+  // how far each companion's replica has followed its owner: a progress bar while it catches up
+  npp.addEventListener('catalog:sync', (e) => { syncStates.set(e.detail.owner, e.detail); renderCompanions(npp).catch(showError) })
 
   const peers = (): void => { renderPeers(npp).catch(showError) }
   const refresh = (): void => { renderPieces(npp).catch(showError); renderCompanions(npp).catch(showError); peers() }

@@ -10,10 +10,11 @@ import { CompanionRegister } from './register.ts'
 import { Replicas, type Replica } from './replicas.ts'
 import { ProfileVerifier } from './verify.ts'
 import { CompanionLinks } from './links.ts'
+import { Convergence, type ConvergenceInit } from './convergence.ts'
 import type { Logger } from '@libp2p/interface'
 import type { NppComponents, Startable } from '../components.ts'
 import type { KeyValueDatabase } from '../orbitdb/types.ts'
-import type { Companion, CompanionRecord } from '../types.ts'
+import type { Companion, CompanionRecord, ReplicaSync } from '../types.ts'
 
 export type { Replica } from './replicas.ts'
 
@@ -23,6 +24,8 @@ export interface CompanionsInit {
   dialTimeout: number
   /** Keep catalog indexes in memory only (`storage: 'memory'`). */
   memory: boolean
+  /** How replicas are kept converged with their owners (see `Convergence`). */
+  convergence?: ConvergenceInit
 }
 
 export interface CompanionsComponents extends NppComponents {
@@ -42,6 +45,9 @@ export class Companions implements Startable, AnnouncementVerifier {
   private readonly replicas: Replicas
   private readonly verifier: ProfileVerifier
   private readonly links: CompanionLinks
+  private readonly convergence: Convergence
+  /** Companions whose replica would not open at start, by user-db address (until a later open succeeds). */
+  private readonly failures = new Map<string, { owner: string, address: string, error: string }>()
   private readonly shutdown = new AbortController()
   private started = false
 
@@ -52,6 +58,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     this.replicas = new Replicas(components, { memory: init.memory })
     this.verifier = new ProfileVerifier({ ...components, replicas: this.replicas })
     this.links = new CompanionLinks({ ...components, register: this.register }, init)
+    this.convergence = new Convergence({ ...components, replicas: this.replicas }, init.convergence)
   }
 
   /** Redials made since start. */
@@ -69,10 +76,12 @@ export class Companions implements Startable, AnnouncementVerifier {
         await this.replicas.open(address, record, this.shutdown.signal)
       } catch (err) {
         this.log.error('could not open the replica of %s: %e', record.nodeId, err)
+        this.failures.set(address, { owner: record.nodeId, address: record.pieces, error: err instanceof Error ? err.message : String(err) })
       }
     }))
     this.components.events.addEventListener('companion:online', this.onOnline)
     this.links.start()
+    this.convergence.start()
   }
 
   async stop (): Promise<void> {
@@ -80,6 +89,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     this.started = false
     this.shutdown.abort()
     this.components.events.removeEventListener('companion:online', this.onOnline)
+    this.convergence.stop()
     await this.links.stop()
     await this.replicas.stop()
   }
@@ -90,6 +100,19 @@ export class Companions implements Startable, AnnouncementVerifier {
 
   openReplicas (): Replica[] {
     return this.replicas.list()
+  }
+
+  /** Companions whose replica could not be opened (at start), with why: `queryCatalog` reports them as failed sources. */
+  replicaFailures (): Array<{ owner: string, address: string, error: string }> {
+    return [...this.failures].filter(([address]) => !this.replicas.has(address)).map(([, f]) => ({ ...f }))
+  }
+
+  syncState (replica: Replica): ReplicaSync {
+    return this.convergence.state(replica)
+  }
+
+  async whenSynced (replica: Replica, signal: AbortSignal): Promise<void> {
+    await this.convergence.whenSynced(replica, signal)
   }
 
   /**

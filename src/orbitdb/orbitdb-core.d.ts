@@ -1,12 +1,14 @@
 // @orbitdb/core ships no declarations: type the values we import from it.
 declare module '@orbitdb/core' {
-  import type { OrbitDB, OrbitDBIpfs, DatabaseType, DatabaseFactory, AccessControllerFactory, OrbitDBStorage, OrbitDBDatabase, DatabaseInit, DocumentsDatabase, KeyValueDatabase } from './types.ts'
+  import type { OrbitDB, OrbitDBIpfs, DatabaseType, DatabaseFactory, AccessControllerFactory, OrbitDBStorage, OrbitDBDatabase, DatabaseInit, DocumentsDatabase, KeyValueDatabase, OrbitDBEntry } from './types.ts'
   export function createOrbitDB (init: { ipfs: OrbitDBIpfs, id?: string, identity?: unknown, identities?: unknown, directory?: string }): Promise<OrbitDB>
   export function Documents (options?: { indexBy?: string }): DatabaseFactory<DocumentsDatabase<any>>
   export function KeyValue (): DatabaseFactory<KeyValueDatabase<any>>
   export function Events (): DatabaseFactory<OrbitDBDatabase & { add(value: unknown): Promise<string> }>
   export function Database (init: DatabaseInit): Promise<OrbitDBDatabase>
   export function useDatabaseType (type: DatabaseType<any>): void
+  /** Log entries: `decode` reads an entry's bytes (its hash is computed from them). */
+  export const Entry: { decode (bytes: Uint8Array): Promise<OrbitDBEntry> }
   export function isValidAddress (address: unknown): boolean
   export function parseAddress (address: string): { hash: string, protocol: string, toString(): string }
   export function IPFSAccessController (options?: { write?: string[], storage?: OrbitDBStorage }): AccessControllerFactory

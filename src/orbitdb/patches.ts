@@ -24,3 +24,24 @@ export function limitReferences (db: OrbitDBDatabase, limit: () => number): void
   const append = log.append
   log.append = async (data, options = {}) => await append(data, { ...options, referencesCount: Math.min(options.referencesCount ?? 16, limit()) })
 }
+
+/** What `deliverHeads` needs of gossipsub: an event target that OrbitDB's `Sync` listens to. */
+interface PubsubTarget { dispatchEvent(event: Event): boolean }
+
+/**
+ * Hand heads read from a peer to the OrbitDB database `address`, as if they
+ * had arrived as that database's pubsub updates: OrbitDB's `Sync` listens to
+ * gossipsub's `message` events, keeps those whose `topic` is the database
+ * address, decodes `data` and applies it through the database's own queue
+ * (`log.joinEntry`, which fetches every missing entry behind it, then the
+ * database's `onUpdate` and `update` event). There is no public way to apply
+ * a remote head; this reuses the exact path a live update takes. Other
+ * listeners of `message` (OrbitDB's other databases, discovery) filter on
+ * their own topics. (OrbitDB 4.0.0: `src/sync.js` handleUpdateMessage,
+ * `src/database.js` applyOperation.)
+ */
+export function deliverHeads (pubsub: PubsubTarget, address: string, from: unknown, heads: Uint8Array[]): void {
+  for (const data of heads) {
+    pubsub.dispatchEvent(new CustomEvent('message', { detail: { type: 'signed', topic: address, from, data, sequenceNumber: 0n } }))
+  }
+}

@@ -22,6 +22,8 @@ export interface OrbitDBEntry<P = unknown> {
 export interface OrbitDBLog {
   id: string
   heads(): Promise<OrbitDBEntry[]>
+  /** Whether the entry `hash` is in the log. */
+  has(hash: string): Promise<boolean>
   iterator(options?: { amount?: number, gt?: string, lt?: string }): AsyncGenerator<OrbitDBEntry>
   values(): Promise<OrbitDBEntry[]>
   storage: OrbitDBStorage

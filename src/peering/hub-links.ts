@@ -122,6 +122,8 @@ export class HubLinks implements Startable {
           hub.status.failedDials++
           hub.status.lastError = error.message
           this.log('hub %s unreachable (attempt %d) - %s', hub.configured, attemptNumber, error.message)
+          // the first failure after start or after a drop is news: the app can say the hub is away and why
+          if (hub.status.failedDials === 1) this.components.events.safeDispatchEvent('hub:disconnected', { detail: { ...hub.status } })
           // jitter, so that a crowd does not come back to a restarted hub in step
           await delay(Math.random() * Math.min(maxDelay, minDelay * 2 ** (attemptNumber - 1)) / 2, { signal })
         }

@@ -11,7 +11,7 @@ import { InvalidOptionError, describe } from '../errors.ts'
 import { isPlainObject, isJsonValue } from '../utils/validate.ts'
 import type { CatalogLike } from '../orbitdb/types.ts'
 import { CustomProgressEvent } from 'progress-events'
-import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryOptions, QueryResult, QuerySource } from '../types.ts'
+import type { JsonValue, OwnedPiece, Piece, PieceFilter, QueryOptions, QueryResult, QuerySource, ReplicaSync } from '../types.ts'
 
 const log = logger('query')
 
@@ -19,9 +19,20 @@ export interface QuerySourceInput {
   owner: string
   address: string
   online: boolean
-  db: CatalogLike<Piece>
+  /** The catalog to ask; absent for a companion whose replica could not be opened (`error` says why). */
+  db?: CatalogLike<Piece>
+  /** Why there is no `db`: reported as the source's error. */
+  error?: string
   /** For a connected companion's replica that has not exchanged heads yet: resolves when it has. */
   whenSynced?: Promise<void>
+  /** A replica's sync state, read when it has answered. */
+  sync?: () => ReplicaSync
+}
+
+/** A replica that has never had its owner's heads in this run answers `unsynced`, not `ok`. */
+function answeredStatus (sync: ReplicaSync | undefined): 'ok' | 'unsynced' {
+  if (sync == null) return 'ok'
+  return sync.state === 'never' || (sync.state === 'syncing' && sync.syncedAt == null) ? 'unsynced' : 'ok'
 }
 
 /** Share of the timeout a query waits for a connected replica's first sync. */
@@ -91,6 +102,7 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
     const settled = await Promise.all(sources.map(async (source): Promise<{ report: QuerySource, pieces: Piece[] }> => tell(await (async (): Promise<{ report: QuerySource, pieces: Piece[] }> => {
       const t0 = Date.now()
       try {
+        if (source.db == null) throw new Error(source.error ?? 'no catalog to ask')
         if (source.whenSynced != null) {
           // a companion that just connected: give its first sync most of the
           // budget, then answer from whatever is replicated locally
@@ -105,11 +117,13 @@ export async function queryCatalogs (sources: QuerySourceInput[], filter: PieceF
           }
         }
         const pieces = await raceSignal(runQuery(source.db, filter, safe), bounded.signal).catch((err: unknown) => { throw bounded.signal.aborted ? bounded.reason() : err })
-        return { report: { owner: source.owner, address: source.address, status: 'ok', count: pieces.length, ms: Date.now() - t0, online: source.online }, pieces }
+        const sync = source.sync?.()
+        return { report: { owner: source.owner, address: source.address, status: answeredStatus(sync), count: pieces.length, ms: Date.now() - t0, online: source.online, ...(sync != null ? { sync } : {}) }, pieces }
       } catch (err: any) {
         const status = err?.name === 'TimeoutError' ? 'timeout' : err?.name === 'AbortError' ? 'aborted' : 'error'
         log('source %s (%s) %s: %s', source.owner, source.address, status, err?.message ?? err)
-        return { report: { owner: source.owner, address: source.address, status, count: 0, ms: Date.now() - t0, online: source.online, error: String(err?.message ?? err) }, pieces: [] }
+        const sync = source.sync?.()
+        return { report: { owner: source.owner, address: source.address, status, count: 0, ms: Date.now() - t0, online: source.online, error: String(err?.message ?? err), ...(sync != null ? { sync } : {}) }, pieces: [] }
       }
     })())))
     const seen = new Set<string>()

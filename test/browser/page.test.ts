@@ -57,6 +57,8 @@ describe('in Chromium', () => {
     const peerId = await page.textContent('#peer-id')
     assert.match(peerId ?? '', /^12D3KooW/)
     assert.equal(await page.evaluate(() => (window as any).NPP.peerId), peerId)
+    // ready means its own catalog is open; the relay link is shown as it comes up
+    await page.locator('#hub', { hasText: 'relay: linked' }).waitFor({ timeout: 10_000 })
     const peers = await (await fetch(`${relay.httpUrl}/peers`)).json()
     assert.ok(peers.some((p: any) => p.peerId === peerId && p.addr.includes('/ws')), 'connected to the relay over WebSockets')
     await page.evaluate(async () => {
@@ -158,22 +160,24 @@ describe('in Chromium', () => {
     await first.context().close()
   })
 
-  it('shows a malformed relay config as an error in the page', async () => {
+  it('starts offline with a malformed relay config, and says why the relay is not linked', async () => {
     // the site's own index.html is not a relay config
     const page = await open(`${site.url}/index.html`)
-    assert.equal(await page.textContent('#status'), 'failed')
-    assert.match(await page.textContent('#error') ?? '', /^RelayUnavailableError: cannot get the relay config/)
+    assert.equal(await page.textContent('#status'), 'ready', 'its own catalog needs no network')
+    await page.locator('#hub', { hasText: 'not linked' }).waitFor({ timeout: 10_000 })
+    assert.match(await page.textContent('#hub') ?? '', /^relay: not linked \(cannot get the relay config .*\), retrying$/)
     await page.context().close()
   })
 
-  it('shows an unreachable relay as an error in the page', async () => {
+  it('starts offline with an unreachable relay, and says so', async () => {
     const free = createServer()
     await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
     const port = (free.address() as any).port
     await new Promise(resolve => free.close(resolve))
     const page = await open(`http://127.0.0.1:${port}/config`)
-    assert.equal(await page.textContent('#status'), 'failed')
-    assert.match(await page.textContent('#error') ?? '', /^RelayUnavailableError: /)
+    assert.equal(await page.textContent('#status'), 'ready')
+    await page.locator('#hub', { hasText: 'not linked' }).waitFor({ timeout: 10_000 })
+    assert.match(await page.textContent('#hub') ?? '', /^relay: not linked \(.+\), retrying$/)
     await page.context().close()
   })
 })

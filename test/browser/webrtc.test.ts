@@ -7,6 +7,7 @@ import { buildDemo } from '../helpers/browser.ts'
 import { makeNamespace, type Namespace } from '../helpers/netns.ts'
 
 const scenario = fileURLToPath(new URL('./webrtc-scenario.ts', import.meta.url))
+const race = fileURLToPath(new URL('./race-scenario.ts', import.meta.url))
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 
 describe('two browsers over WebRTC (in a network namespace)', () => {
@@ -65,5 +66,24 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
     assert.equal(report.reloadedKnowsB, true, 'and its companions')
     assert.equal(report.backOnline, true, 'and B sees it online again')
     assert.equal(report.pageShowsAOnline, true, 'in its page too')
+  })
+  it('a replica converges when its owner writes while it starts: page A writes while page B opens and discovers it, B then holds all of A\'s pieces (3 rounds)', async (t) => {
+    if (typeof ns === 'string') {
+      process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${ns}\n\n`)
+      t.skip(ns)
+      return
+    }
+    const [cmd, ...argv] = ns.exec(process.execPath, '--conditions=npp-source', '--import', guard, race, site)
+    const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += String(d) })
+    child.stderr.on('data', d => { err += String(d) })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 170_000)
+    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+    clearTimeout(timer)
+    const report = JSON.parse(out.trim().split('\n').pop() ?? '{}')
+    for (const r of report.rounds ?? []) t.diagnostic(`round ${r.round}: companion after ${r.discoveredMs} ms, ${r.seen}/${r.written} after ${r.convergedMs} ms (${JSON.stringify(r.source)})`)
+    assert.equal(code, 0, `${report.error ?? ''}\n${err.slice(-3000)}`)
   })
 })

@@ -50,25 +50,26 @@ describe('hostile and broken peers', () => {
     await expectDrop('wrong-shape', JSON.stringify({ userDb: 42 }))
   })
 
-  it('rejects a user db that never resolves, on time, without blocking other peers\' discovery', async () => {
+  it('a user db that never resolves does not block other peers\' discovery, and is not taken for invalid data', async () => {
     const { cid } = await Block.encode({ value: { name: 'ghost', type: 'keyvalue', accessController: '/ipfs/nothing' }, codec: dagCbor, hasher: sha256 })
     const ghost = `/orbitdb/${cid.toString(base58btc)}`
-    const rejected = nextEvent(victim, 'message:dropped', d => d.reason === 'invalid-user-db', 10_000)
-    const started = Date.now()
+    const invalid = victim.stats.messagesDropped['invalid-user-db']
     await send(JSON.stringify({ userDb: ghost }))
     // meanwhile a real peer connects and is discovered as usual
     await befriend(victim, bystander)
-    await rejected
-    assert.ok(Date.now() - started < 5000, 'bounded by discoveryTimeout')
     assert.ok((await victim.getCompanions()).some(c => c.nodeId === bystander.peerId))
-    // the same bad address again is not retried for a while
-    await expectDrop('recently-failed', JSON.stringify({ userDb: ghost }))
+    // a time-out may pass (a busy honest peer looks the same): the ghost is
+    // tried again with back-off while the attacker is connected, not dropped
+    // as invalid (the retries: test/unit/peering/discovery.test.ts)
+    assert.equal(victim.stats.messagesDropped['invalid-user-db'], invalid, 'and not taken for invalid data')
   })
 
   it('rejects a database of the wrong type', async () => {
     const events = await attacker.orbitdb.open<any>('not-a-profile', { type: 'events', Database: Events() })
     await events.add('hello')
     await expectDrop('invalid-user-db', JSON.stringify({ userDb: events.address }))
+    // a failure that would repeat: the same address again is refused for a while
+    await expectDrop('recently-failed', JSON.stringify({ userDb: events.address }))
   })
 
   it('rejects a user db whose nodeId is not the sender', async () => {

@@ -101,3 +101,22 @@ describe('queryCatalogs', () => {
     assert.equal(events[1].detail.source.status, 'timeout')
   })
 })
+
+describe('queryCatalogs: sources that cannot answer fully', () => {
+  it('a replica that never synced answers `unsynced`; one that could not be opened is an `error` source; neither is complete', async () => {
+    const pieces = [{ hash: 'h1', instrument: 'Piano' }]
+    const result = await queryCatalogs([
+      source('own', pieces),
+      { ...source('fresh', []), sync: () => ({ state: 'never' }) },
+      { ...source('caught-up', pieces), sync: () => ({ state: 'synced', syncedAt: 1 }) },
+      { ...source('away', pieces), online: false, sync: () => ({ state: 'unreachable', syncedAt: 1, unreachableSince: 2 }) },
+      { owner: 'broken', address: '/orbitdb/broken', online: false, error: 'its replica could not be opened: Too many open files' }
+    ], undefined, 1000)
+    const status = Object.fromEntries(result.sources.map(s => [s.owner, s.status]))
+    assert.deepEqual(status, { own: 'ok', fresh: 'unsynced', 'caught-up': 'ok', away: 'ok', broken: 'error' })
+    assert.equal(result.sources.find(s => s.owner === 'broken')?.error, 'its replica could not be opened: Too many open files')
+    assert.deepEqual(result.sources.find(s => s.owner === 'away')?.sync, { state: 'unreachable', syncedAt: 1, unreachableSince: 2 })
+    assert.equal(result.complete, false)
+    assert.equal(result.results.length, 3)
+  })
+})

@@ -1,0 +1,291 @@
+/**
+ * Replicas converge whatever the timing. OrbitDB exchanges heads once, when
+ * it sees a peer subscribe to a database's topic; if that exchange fails or
+ * races (a subscription seen before the direct link is up, a dial that lands
+ * on the limited relayed connection, a fetch that times out), nothing
+ * retries, and a replica can stay behind for good while its owner is
+ * connected and looks fine.
+ *
+ * This part makes sure, for each open replica: whenever a direct
+ * (unlimited) connection to its owner comes up, and every `syncInterval`
+ * while it lasts, it reads the owner's heads over OrbitDB's own heads
+ * protocol (sending ours, as OrbitDB does), and hands any head the replica
+ * lacks to OrbitDB's sync, which fetches everything behind it. It keeps a
+ * sync state per replica (synced as of when, syncing with progress, never
+ * synced, owner unreachable since) and reports changes as `catalog:sync`.
+ */
+import { Entry } from '@orbitdb/core'
+import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
+import { deliverHeads } from '../orbitdb/patches.ts'
+import { nextEvent, withDeadline } from '../utils/abort.ts'
+import { readToEnd } from '../utils/stream.ts'
+import type { Connection, Logger, PeerId } from '@libp2p/interface'
+import type { NppComponents, Startable } from '../components.ts'
+import type { Replica } from './replicas.ts'
+import type { ReplicaSync } from '../types.ts'
+
+/** How often replicas whose owner is connected are checked again. */
+export const DEFAULT_SYNC_INTERVAL = 60_000
+/** Time limit for reading an owner's heads. */
+export const HEADS_TIMEOUT = 10_000
+/** Time limit for the entries behind missing heads to arrive. */
+export const FETCH_TIMEOUT = 60_000
+/** Replicas checked at once in a periodic round. */
+const ROUND_CONCURRENCY = 4
+/** A head is one log entry: bounded like a block (1 MiB), with room. */
+const MAX_HEAD_BYTES = 2 * 1024 * 1024
+/** Heads read from one owner at most (a log has a handful). */
+const MAX_HEADS = 64
+
+export interface ConvergenceInit {
+  /** @default DEFAULT_SYNC_INTERVAL */
+  syncInterval?: number
+  /** @default HEADS_TIMEOUT */
+  headsTimeout?: number
+  /** @default FETCH_TIMEOUT */
+  fetchTimeout?: number
+}
+
+export type ConvergenceComponents = Pick<NppComponents, 'libp2p' | 'events' | 'logger'> & {
+  replicas: { list(): Replica[] }
+}
+
+/** A head of the owner's log: its hash, its bytes as sent, its clock. */
+interface RemoteHead { hash: string, bytes: Uint8Array, entry: { clock: { time: number } } }
+
+interface Tracked {
+  state: ReplicaSync
+  /** The check running now, if any (one at a time per replica). */
+  running?: Promise<void>
+  waiters: Array<() => void>
+}
+
+export class Convergence implements Startable {
+  private readonly components: ConvergenceComponents
+  private readonly init: Required<ConvergenceInit>
+  private readonly log: Logger
+  private readonly tracked = new Map<string, Tracked>()
+  private readonly round: RepeatingTask
+  private shutdown = new AbortController()
+  private started = false
+
+  constructor (components: ConvergenceComponents, init: ConvergenceInit = {}) {
+    this.components = components
+    this.init = { syncInterval: DEFAULT_SYNC_INTERVAL, headsTimeout: HEADS_TIMEOUT, fetchTimeout: FETCH_TIMEOUT, ...init }
+    this.log = components.logger.forComponent('npp:companions:convergence')
+    this.round = repeatingTask(async () => { await this.checkAll() }, this.init.syncInterval)
+  }
+
+  start (): void {
+    if (this.started) return
+    this.started = true
+    this.shutdown = new AbortController()
+    const { libp2p, events } = this.components
+    libp2p.addEventListener('connection:open', this.onConnection)
+    libp2p.addEventListener('peer:disconnect', this.onDisconnect)
+    events.addEventListener('db:discovered', this.onCompanion)
+    this.round.start()
+    // replicas opened at start whose owners are already linked
+    void this.checkAll()
+  }
+
+  stop (): void {
+    if (!this.started) return
+    this.started = false
+    this.shutdown.abort()
+    const { libp2p, events } = this.components
+    libp2p.removeEventListener('connection:open', this.onConnection)
+    libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
+    events.removeEventListener('db:discovered', this.onCompanion)
+    this.round.stop()
+    for (const t of this.tracked.values()) for (const wake of t.waiters.splice(0)) wake()
+  }
+
+  /** The sync state of the replica at `address` (its catalog address). */
+  state (replica: Replica): ReplicaSync {
+    const t = this.tracked.get(replica.address)
+    if (t != null) return { ...t.state }
+    // OrbitDB's own exchange with the owner counts too
+    return replica.synced ? { state: 'synced', syncedAt: Date.now() } : { state: 'never' }
+  }
+
+  /** Resolves when the replica is next known to be synced, or when `signal` fires. */
+  async whenSynced (replica: Replica, signal: AbortSignal): Promise<void> {
+    if (this.state(replica).state === 'synced') return
+    const t = this.track(replica)
+    await new Promise<void>((resolve) => {
+      const done = (): void => { signal.removeEventListener('abort', done); resolve() }
+      t.waiters.push(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  /** Check `replica` against its owner now (if linked directly); one check per replica at a time. */
+  async check (replica: Replica): Promise<void> {
+    if (!this.started) return
+    const t = this.track(replica)
+    t.running ??= this.run(replica, t).finally(() => { t.running = undefined })
+    await t.running
+  }
+
+  private track (replica: Replica): Tracked {
+    let t = this.tracked.get(replica.address)
+    if (t == null) {
+      t = { state: replica.synced ? { state: 'synced', syncedAt: Date.now() } : { state: 'never' }, waiters: [] }
+      this.tracked.set(replica.address, t)
+    }
+    return t
+  }
+
+  private async run (replica: Replica, t: Tracked): Promise<void> {
+    const owner = this.components.libp2p.getConnections().find(c => c.remotePeer.toString() === replica.owner)?.remotePeer
+    const connection = owner == null ? undefined : this.directConnection(owner)
+    if (connection == null) {
+      this.unreachable(replica, t)
+      return
+    }
+    const signal = this.shutdown.signal
+    try {
+      const heads: RemoteHead[] = await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(connection, replica, bounded))
+      const missing: typeof heads = []
+      for (const head of heads) if (!(await replica.db.log.has(head.hash))) missing.push(head)
+      if (missing.length === 0) {
+        this.set(replica, t, { state: 'synced', syncedAt: Date.now() })
+        return
+      }
+      const have = Math.max(0, ...(await replica.db.log.heads()).map(e => e.clock.time))
+      const want = Math.max(...missing.map(h => h.entry.clock.time))
+      this.set(replica, t, { ...t.state, state: 'syncing', progress: { have, want } })
+      this.log('%s is behind its owner %p (%d head(s) missing): fetching', replica.address, connection.remotePeer, missing.length)
+      await withDeadline(this.init.fetchTimeout, signal, `fetching ${replica.address}`, async (bounded) => {
+        // OrbitDB applies the heads (and fetches what is behind them) in its own queue
+        const arrived = nextEvent(replica.db.events as unknown as EventTarget, 'update', () => true, bounded)
+        arrived.catch(() => {})
+        deliverHeads(this.components.libp2p.services.pubsub, replica.address, connection.remotePeer, missing.map(h => h.bytes))
+        await this.untilIn(replica, missing.map(h => h.hash), bounded)
+      })
+      this.set(replica, t, { state: 'synced', syncedAt: Date.now() })
+    } catch (err) {
+      if (signal.aborted) return
+      const message = err instanceof Error ? err.message : String(err)
+      this.log('checking %s against %s failed - %s', replica.address, replica.owner, message)
+      this.set(replica, t, { ...t.state, error: message })
+    }
+  }
+
+  /** Resolves once every hash is in the replica's log (checked on each of its updates). */
+  private async untilIn (replica: Replica, hashes: string[], signal: AbortSignal): Promise<void> {
+    const events = replica.db.events
+    const allIn = async (): Promise<boolean> => {
+      for (const h of hashes) if (!(await replica.db.log.has(h))) return false
+      return true
+    }
+    while (!(await allIn())) {
+      await new Promise<void>((resolve, reject) => {
+        const onUpdate = (): void => { cleanup(); resolve() }
+        const onAbort = (): void => { cleanup(); reject(signal.reason) }
+        const cleanup = (): void => { events.off('update', onUpdate); signal.removeEventListener('abort', onAbort) }
+        events.on('update', onUpdate)
+        signal.addEventListener('abort', onAbort, { once: true })
+      })
+    }
+  }
+
+  /** Our heads out, the owner's heads in, over OrbitDB's heads protocol for this database. */
+  private async readHeads (connection: Connection, replica: Replica, signal: AbortSignal): Promise<RemoteHead[]> {
+    const stream = await connection.newStream(`/orbitdb/heads${replica.address}`, { signal })
+    // listen from the start (see readToEnd)
+    const reading = readToEnd(stream, { signal, maxBytes: MAX_HEAD_BYTES * MAX_HEADS })
+    reading.catch(() => {})
+    // ours go out, but our writable end stays open until the owner has sent
+    // its heads: OrbitDB's handler sends while it reads, and a send after the
+    // other side closed its writable end fails, so closing first (as
+    // OrbitDB 4.0's own dialer does, racing the handler) can get nothing back
+    for (const head of await replica.db.log.heads()) {
+      const bytes = await replica.db.log.storage.get(head.hash) as Uint8Array | undefined
+      if (bytes != null) stream.send(bytes)
+    }
+    const chunks = await reading
+    await stream.close({ signal })
+    return await this.decodeHeads(chunks, replica)
+  }
+
+  /** Each head normally arrives as one chunk; a large one may be split: chunks are joined until they decode. */
+  private async decodeHeads (chunks: Uint8Array[], replica: Replica): Promise<RemoteHead[]> {
+    const heads: RemoteHead[] = []
+    let pending: Uint8Array[] = []
+    let pendingBytes = 0
+    for (const part of chunks) {
+      pending.push(part)
+      pendingBytes += part.byteLength
+      if (pendingBytes > MAX_HEAD_BYTES) throw new Error(`a head of ${replica.address} from ${replica.owner} is over ${MAX_HEAD_BYTES} bytes`)
+      const bytes = pending.length === 1 ? part : concat(pending, pendingBytes)
+      let entry: { hash: string, clock: { time: number } } | undefined
+      try {
+        entry = await Entry.decode(bytes)
+      } catch {
+        continue
+      }
+      pending = []
+      pendingBytes = 0
+      if (entry?.hash == null || typeof entry.clock?.time !== 'number') continue
+      heads.push({ hash: entry.hash, bytes, entry })
+      if (heads.length > MAX_HEADS) throw new Error(`${replica.owner} sent more than ${MAX_HEADS} heads for ${replica.address}`)
+    }
+    return heads
+  }
+
+  private directConnection (peer: PeerId): Connection | undefined {
+    return this.components.libp2p.getConnections(peer).find(c => c.limits == null && c.status === 'open')
+  }
+
+  private unreachable (replica: Replica, t: Tracked): void {
+    if (t.state.state === 'unreachable') return
+    this.set(replica, t, { ...t.state, state: 'unreachable', unreachableSince: Date.now() })
+  }
+
+  private set (replica: Replica, t: Tracked, state: ReplicaSync): void {
+    const before = t.state
+    t.state = state.state === 'synced' ? { state: 'synced', syncedAt: state.syncedAt } : state
+    if (state.state === 'synced') for (const wake of t.waiters.splice(0)) wake()
+    if (before.state !== t.state.state || before.error !== t.state.error || before.progress?.want !== t.state.progress?.want) {
+      this.components.events.safeDispatchEvent('catalog:sync', { detail: { owner: replica.owner, address: replica.address, ...t.state } })
+    }
+  }
+
+  private async checkAll (): Promise<void> {
+    const replicas = this.components.replicas.list()
+    for (let i = 0; i < replicas.length && this.started; i += ROUND_CONCURRENCY) {
+      await Promise.all(replicas.slice(i, i + ROUND_CONCURRENCY).map(async r => { await this.check(r) }))
+    }
+  }
+
+  private readonly onConnection = (evt: CustomEvent<Connection>): void => {
+    const connection = evt.detail
+    if (connection.limits != null) return
+    const owner = connection.remotePeer.toString()
+    for (const replica of this.components.replicas.list()) {
+      if (replica.owner === owner) void this.check(replica)
+    }
+  }
+
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const owner = evt.detail.toString()
+    for (const replica of this.components.replicas.list()) {
+      if (replica.owner === owner) this.unreachable(replica, this.track(replica))
+    }
+  }
+
+  private readonly onCompanion = (evt: CustomEvent<{ nodeId: string }>): void => {
+    for (const replica of this.components.replicas.list()) {
+      if (replica.owner === evt.detail.nodeId) void this.check(replica)
+    }
+  }
+}
+
+function concat (parts: Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.byteLength }
+  return out
+}
