@@ -9,11 +9,17 @@ import { queryCatalogs, type QuerySourceInput } from './query.ts'
 import type { NppComponents } from '../components.ts'
 import type { CatalogDatabase } from '../catalog/catalog.ts'
 import type { Replica } from '../companions/companions.ts'
-import type { Piece, PieceFilter, QueryOptions, QueryResult } from '../types.ts'
+import type { Piece, PieceFilter, QueryOptions, QueryResult, ReplicaSync } from '../types.ts'
 
 export interface CatalogQueryComponents extends Pick<NppComponents, 'libp2p'> {
   pieces: CatalogDatabase<Piece>
-  companions: { openReplicas(): Replica[] }
+  companions: {
+    openReplicas(): Replica[]
+    /** Companions whose replica could not be opened, with why. */
+    replicaFailures(): Array<{ owner: string, address: string, error: string }>
+    syncState(replica: Replica): ReplicaSync
+    whenSynced(replica: Replica, signal: AbortSignal): Promise<void>
+  }
 }
 
 export interface CatalogQueryInit {
@@ -37,18 +43,32 @@ export class CatalogQuery {
     const seen = new Set([own.address])
     const sources = [own]
     const connected = new Set(libp2p.getPeers().map(String))
+    // released when the query settles: the waits for a first sync end with it
+    const done = new AbortController()
     for (const replica of companions.openReplicas()) {
       if (seen.has(replica.address)) continue
       seen.add(replica.address)
       const online = connected.has(replica.owner)
+      const sync = (): ReplicaSync => companions.syncState(replica)
       sources.push({
         owner: replica.owner,
         address: replica.address,
         online,
         db: replica.db,
-        ...(online && !replica.synced ? { whenSynced: replica.whenSynced } : {})
+        sync,
+        ...(online && sync().state !== 'synced' ? { whenSynced: companions.whenSynced(replica, done.signal) } : {})
       })
     }
-    return await queryCatalogs(sources, filter, timeout, { signal: options.signal, onProgress: options.onProgress })
+    // a companion whose replica would not open is a source that cannot answer, not a missing one
+    for (const failure of companions.replicaFailures()) {
+      if (seen.has(failure.address)) continue
+      seen.add(failure.address)
+      sources.push({ owner: failure.owner, address: failure.address, online: connected.has(failure.owner), error: `its replica could not be opened: ${failure.error}` })
+    }
+    try {
+      return await queryCatalogs(sources, filter, timeout, { signal: options.signal, onProgress: options.onProgress })
+    } finally {
+      done.abort()
+    }
   }
 }
