@@ -67,7 +67,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
     assert.equal(report.backOnline, true, 'and B sees it online again')
     assert.equal(report.pageShowsAOnline, true, 'in its page too')
   })
-  it('a replica converges when its owner writes while it starts: page A writes while page B opens and discovers it, B then holds all of A\'s pieces (3 rounds)', async (t) => {
+  it('a replica converges when its owner writes while it starts: page A writes 200 pieces while page B opens, B then holds all of them (3 rounds)', async (t) => {
     if (typeof ns === 'string') {
       process.stderr.write(`\n!!! SKIPPING the WebRTC browser test: ${ns}\n\n`)
       t.skip(ns)
