@@ -18,7 +18,7 @@
 import { mkdtemp, mkdir, writeFile, copyFile, symlink } from 'node:fs/promises'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir, cpus, totalmem } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { execFile, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -45,6 +45,8 @@ interface SoakOptions {
   /** `DEBUG` namespaces of the children (what the failure counts read). */
   debug: string
   keepDir: boolean
+  /** Self-check of the harness: wipe the first killed peer's storage before its restart, so the soak must fail. */
+  faultWipe: boolean
   /** Run a snapshot of this commit instead of the working tree. */
   ref: string | undefined
 }
@@ -83,6 +85,8 @@ const USAGE = `Usage: npm run soak -- [options]
                           while a long soak restarts peers
   --json <file>           write every result (events, RSS series) to <file>
   --keep-dir              keep the temporary directory (storage and stderr logs)
+  --fault-wipe            self-check of this harness: wipe the first killed peer's storage
+                          before it restarts; the soak must then report lost writes and fail
   -h, --help              print this help
 `
 
@@ -92,7 +96,7 @@ function parseOptions (argv: readonly string[]): SoakOptions {
   const valued = ['--minutes', '--peers', '--seed', '--json', '--interval', '--converge-timeout', '--keep', '--kill-every', '--debug', '--ref']
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
-    if (arg === '--crowd' || arg === '--keep-dir') { flags.add(arg); continue }
+    if (arg === '--crowd' || arg === '--keep-dir' || arg === '--fault-wipe') { flags.add(arg); continue }
     if (arg === '--help' || arg === '-h') { process.stdout.write(USAGE); process.exit(0) }
     const eq = arg.indexOf('=')
     const name = eq > 0 ? arg.slice(0, eq) : arg
@@ -125,6 +129,7 @@ function parseOptions (argv: readonly string[]): SoakOptions {
     killEvery: number('--kill-every', Math.min(30, Math.max(10, 120 / Math.max(1, killable))), 1, 3600),
     debug: values.get('--debug') ?? DEFAULT_DEBUG,
     keepDir: flags.has('--keep-dir'),
+    faultWipe: flags.has('--fault-wipe'),
     ref: values.get('--ref')
   }
 }
@@ -243,6 +248,7 @@ const say = (what: string): void => {
 
 console.log(`churn soak: ${options.peers} peers (${options.keep} never killed), ${options.minutes} min of churn, a write every ${options.interval} ms per peer, seed ${options.seed}`)
 console.log(`code: ${codeLabel}`)
+if (options.json != null && !relative(REPO_ROOT, options.json).startsWith('..')) console.log(`note: --json ${options.json} is inside the working tree (npm runs scripts from the package root); a path under ${tmpdir()} keeps it clean`)
 console.log(`temporary directory: ${root}${options.keepDir ? ' (kept)' : ' (removed at the end; --keep-dir keeps it)'}`)
 
 // RSS of every live process, every 10 s, until the end
@@ -331,8 +337,14 @@ try {
       if (phase === 'churn' || phase === 'settle') track((async () => { await sleep(1000); await restart(p, 'after a crash') })())
     }
   }
+  let wiped = false
   const killAndRestart = async (victims: SoakPeer[], downMs: number): Promise<void> => {
     await Promise.all(victims.map(async v => { await v.kill() }))
+    if (options.faultWipe && !wiped && victims[0] != null) {
+      wiped = true
+      rmSync(victims[0].spec.directory, { recursive: true, force: true })
+      say(`--fault-wipe: removed ${victims[0].name}'s storage; the soak must fail`)
+    }
     await sleep(downMs)
     await Promise.all(victims.map(async v => { await restart(v, `down ${seconds(downMs / 1000)}`) }))
   }
@@ -520,13 +532,15 @@ try {
     // every peer's mean at each sample time, killed ones included (a restart starts them small)
     rssRow('all peers, mean', meanSeries(rss, peers.map(p => p.name)), churnStart, churnEnd, marks)
   ]
+  // first discoveries between the soak's peers (a peer id that changed at a restart is not one of them)
+  const formed = [...discovered].filter(([key]) => peers.some(p => p.peerId !== '' && key.endsWith(`<${p.peerId}`))).map(([, t]) => t)
   const pairsConverged = convergedAt.size
-  passed = lostTotal === 0 && lostAtRestart.length === 0 && pairsConverged === totalPairs && unverified.length === 0
+  passed = lostTotal === 0 && lostAtRestart.length === 0 && pairsConverged === totalPairs && unverified.length === 0 && peers.every(p => p.peerIdChanges.length === 0)
   const summary = {
     command,
     setup: `${options.peers} peers (${options.keep} never killed) and a relay, all on 127.0.0.1, persistent storage, a write every ${options.interval} ms per peer; code: ${codeLabel}; Node ${process.version}, ${cpus().length} CPUs, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; seed ${options.seed}`,
-    start: `all ${options.peers} at once: ${peers.length - startFailed.length} ready, slowest in ${seconds(Math.max(0, ...startMs) / 1000)}; ${discovered.size === totalPairs ? `every pair companions ${seconds(Math.max(...discovered.values()))} after the start` : `${discovered.size}/${totalPairs} pairs ever companions`}`,
-    churn: `${options.minutes} min: ${churn.kills} SIGKILLs (${churn.doubleKills} of two peers together), ${churn.relayRestarts} relay restart(s); restarts ${churn.restarts.length} ok (median ${seconds((median(churn.restarts) ?? NaN) / 1000)}), ${churn.restartFailures.length} failed; ${churn.crashes.length} crash(es)${churn.skipped > 0 ? `; ${churn.skipped} kill(s) not done (nobody up to kill before the churn ended)` : ''}`,
+    start: `all ${options.peers} at once: ${peers.length - startFailed.length} ready, slowest in ${seconds(Math.max(0, ...startMs) / 1000)}; ${formed.length === totalPairs ? `every pair companions ${seconds(Math.max(...formed))} after the start` : `${formed.length}/${totalPairs} pairs ever companions`}`,
+    churn: `${options.minutes} min: ${churn.kills} SIGKILLs (${churn.doubleKills} of two peers together), ${churn.relayRestarts} relay restart(s); restarts ${churn.restarts.length} ok (median ${seconds((median(churn.restarts) ?? NaN) / 1000)}), ${churn.restartFailures.length} failed; ${churn.crashes.length} crash(es)${peers.some(p => p.peerIdChanges.length > 0) ? `; peer id changed at a restart: ${peers.filter(p => p.peerIdChanges.length > 0).map(p => p.name).join(', ')}` : ''}${churn.skipped > 0 ? `; ${churn.skipped} kill(s) not done (nobody up to kill before the churn ended)` : ''}`,
     writes: `${acked} acknowledged (median ${median(writeMs) ?? 'n/a'} ms, max ${writeMs.length > 0 ? Math.max(...writeMs) : 'n/a'} ms); ${[...writeErrors.values()].reduce((a, b) => a + b, 0)} rejected${writeErrors.size > 0 ? ` (${[...writeErrors].map(([n, c]) => `${n} ${c}`).join(', ')})` : ''}`,
     lost: lostTotal,
     lostDetail: [
