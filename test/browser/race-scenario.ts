@@ -7,7 +7,7 @@
  * with fresh profiles. Prints one JSON line; exits non-zero on failure.
  */
 import { createRelay } from '../../src/relay/relay.ts'
-import { serve, launch } from '../helpers/browser.ts'
+import { serve, launch, openDemo } from '../helpers/browser.ts'
 
 const ROUNDS = Number(process.env.NPP_RACE_ROUNDS ?? 3)
 const [siteDir] = process.argv.slice(2)
@@ -17,15 +17,7 @@ const browser = await launch()
 const report: { rounds: Array<Record<string, unknown>>, error?: string } = { rounds: [] }
 try {
   const url = `${site.url}/?relay=${encodeURIComponent(`${relay.httpUrl}/config`)}`
-  const open = async (): Promise<any> => {
-    const page = await (await browser.newContext()).newPage()
-    page.on('console', msg => { if (msg.type() === 'error' || process.env.NPP_PAGE_DEBUG != null) process.stderr.write(`[page ${Date.now() % 100000}] ${msg.text()}\n`) })
-    if (process.env.NPP_PAGE_DEBUG != null) await page.addInitScript((d: string) => { localStorage.debug = d }, process.env.NPP_PAGE_DEBUG)
-    await page.goto(url)
-    await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
-    if (await page.textContent('#status') !== 'ready') throw new Error(`page failed: ${await page.textContent('#error')}`)
-    return page
-  }
+  const open = async (): Promise<any> => await openDemo(browser, url)
   for (let round = 0; round < ROUNDS; round++) {
     const a = await open()
     const aId = await a.evaluate(() => (window as any).NPP.peerId)

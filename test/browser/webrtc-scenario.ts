@@ -7,7 +7,7 @@
  */
 import { createRelay } from '../../src/relay/relay.ts'
 import { createNewPiecePlease, type NewPiecePlease } from '../../src/index.ts'
-import { serve, launch } from '../helpers/browser.ts'
+import { serve, launch, openDemo } from '../helpers/browser.ts'
 
 const [siteDir] = process.argv.slice(2)
 const relay = await createRelay()
@@ -17,16 +17,7 @@ const report: Record<string, unknown> = {}
 let node: NewPiecePlease | undefined
 try {
   const url = `${site.url}/?relay=${encodeURIComponent(`${relay.httpUrl}/config`)}`
-  const open = async (): Promise<any> => {
-    const page = await (await browser.newContext()).newPage()
-    page.on('console', msg => { if (msg.type() === 'error' || process.env.NPP_PAGE_DEBUG != null) process.stderr.write(`[page ${Date.now() % 100000}] ${msg.text()}\n`) })
-    if (process.env.NPP_PAGE_DEBUG != null) await page.addInitScript((d: string) => { localStorage.debug = d }, process.env.NPP_PAGE_DEBUG)
-    await page.goto(url)
-    await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
-    const status = await page.textContent('#status')
-    if (status !== 'ready') throw new Error(`page failed: ${await page.textContent('#error')}`)
-    return page
-  }
+  const open = async (): Promise<any> => await openDemo(browser, url)
   const a = await open()
   await a.evaluate(async () => {
     const npp = (window as any).NPP

@@ -13,6 +13,19 @@ const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 describe('two browsers over WebRTC (in a network namespace)', () => {
   let ns: Namespace | string = ''
   let site = ''
+  /** Run a scenario script in the namespace; its last stdout line is its JSON report. Killed after `ms`. */
+  const runScenario = async (ns: Namespace, script: string, ms: number): Promise<{ code: number | null, report: any, err: string }> => {
+    const [cmd, ...argv] = ns.exec(process.execPath, '--conditions=npp-source', '--import', guard, script, site)
+    const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += String(d) })
+    child.stderr.on('data', d => { err += String(d) })
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms)
+    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+    clearTimeout(timer)
+    return { code, report: JSON.parse(out.trim().split('\n').pop() ?? '{}'), err }
+  }
   before(async () => {
     ns = makeNamespace(`npp-test-${process.pid}`)
     site = await tempDir()
@@ -27,16 +40,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
       t.skip(ns)
       return
     }
-    const [cmd, ...argv] = ns.exec(process.execPath, '--conditions=npp-source', '--import', guard, scenario, site)
-    const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', d => { out += String(d) })
-    child.stderr.on('data', d => { err += String(d) })
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
-    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
-    clearTimeout(timer)
-    const report = JSON.parse(out.trim().split('\n').pop() ?? '{}')
+    const { code, report, err } = await runScenario(ns, scenario, 120_000)
     assert.equal(code, 0, `${report.error ?? ''}\n${err.slice(-3000)}`)
     t.diagnostic(`page B load to ready ${report.loadToReadyMs} ms, discovery ${report.discoveryMs} ms, query ${report.queryMs} ms`)
     assert.ok(report.connections.some((c: any) => c.addr.includes('/webrtc') && !c.limited), `a direct WebRTC connection: ${JSON.stringify(report.connections)}`)
@@ -73,16 +77,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
       t.skip(ns)
       return
     }
-    const [cmd, ...argv] = ns.exec(process.execPath, '--conditions=npp-source', '--import', guard, race, site)
-    const child = spawn(cmd!, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', d => { out += String(d) })
-    child.stderr.on('data', d => { err += String(d) })
-    const timer = setTimeout(() => child.kill('SIGKILL'), 170_000)
-    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
-    clearTimeout(timer)
-    const report = JSON.parse(out.trim().split('\n').pop() ?? '{}')
+    const { code, report, err } = await runScenario(ns, race, 170_000)
     for (const r of report.rounds ?? []) t.diagnostic(`round ${r.round}: companion after ${r.discoveredMs} ms, ${r.seen}/${r.written} after ${r.convergedMs} ms (${JSON.stringify(r.source)})`)
     assert.equal(code, 0, `${report.error ?? ''}\n${err.slice(-3000)}`)
   })

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { serveStatic } from '../../scripts/static-server.ts'
 import { build } from 'vite'
-import { chromium, type Browser, type BrowserContext } from 'playwright-core'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 export const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -28,4 +28,20 @@ export async function launch (): Promise<Browser> {
 export async function launchWithProfile (userDataDir: string): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}`)
   return await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+}
+
+/**
+ * Open the demo at `url` in a fresh context of `browser` (a new profile, so a
+ * new peer) and wait until it is ready. The page's console errors (all of
+ * its console with `NPP_PAGE_DEBUG`, which also becomes its `localStorage.debug`)
+ * go to stderr.
+ */
+export async function openDemo (browser: Browser, url: string): Promise<Page> {
+  const page = await (await browser.newContext()).newPage()
+  page.on('console', msg => { if (msg.type() === 'error' || process.env.NPP_PAGE_DEBUG != null) process.stderr.write(`[page ${Date.now() % 100000}] ${msg.text()}\n`) })
+  if (process.env.NPP_PAGE_DEBUG != null) await page.addInitScript((d: string) => { localStorage.debug = d }, process.env.NPP_PAGE_DEBUG)
+  await page.goto(url)
+  await page.waitForFunction(() => ['ready', 'failed'].includes(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 30_000 })
+  if (await page.textContent('#status') !== 'ready') throw new Error(`page failed: ${await page.textContent('#error')}`)
+  return page
 }

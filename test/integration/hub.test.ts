@@ -3,14 +3,12 @@
  * restarts, a relay that is down when a peer starts, and crowds behind one
  * address (every peer here is on 127.0.0.1, as a class behind a school NAT).
  */
-import { describe, it, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
+import { relay, tcpOf } from '../helpers/relay.ts'
 import { RelayUnavailableError, type NewPiecePlease } from '../../src/index.ts'
 import { peer, tempDir, nextEvent } from '../helpers/peers.ts'
-
-const tcpOf = (r: Relay): string => r.config().multiaddrs.find(m => !m.includes('/ws'))!
 
 /** Resolve once `p` has a connection to `peerId` (checked on every peer:connect, bounded). */
 async function connectedTo (p: NewPiecePlease, peerId: string, ms = 20_000): Promise<void> {
@@ -32,14 +30,6 @@ async function reservedOn (p: NewPiecePlease, relayId: string, ms = 15_000): Pro
 }
 
 describe('hub links', () => {
-  const relays: Relay[] = []
-  after(async () => { for (const r of relays) await r.stop() })
-  const relay = async (init: Parameters<typeof createRelay>[0] = {}): Promise<Relay> => {
-    const r = await createRelay(init)
-    relays.push(r)
-    return r
-  }
-
   it('peers come back to a restarted relay (same key, same port) within seconds, and meet newcomers through it', async () => {
     const keyFile = join(await tempDir(), 'relay.key')
     const first = await relay({ keyFile, listen: ['/ip4/127.0.0.1/tcp/0'] })

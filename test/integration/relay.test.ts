@@ -1,4 +1,4 @@
-import { describe, it, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
@@ -6,7 +6,8 @@ import { createServer } from 'node:net'
 import { createServer as createHttpServer } from 'node:http'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
+import { createRelay } from '../../src/relay/relay.ts'
+import { relay } from '../helpers/relay.ts'
 import { RelayConfigError, RelayStartError, RelayUnavailableError, InvalidOptionError } from '../../src/index.ts'
 import { peer, tempDir, nextEvent } from '../helpers/peers.ts'
 
@@ -14,13 +15,6 @@ const cli = fileURLToPath(new URL('../../src/relay/cli.ts', import.meta.url))
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 
 describe('the relay', () => {
-  const relays: Relay[] = []
-  after(async () => { for (const r of relays) await r.stop() })
-  const relay = async (init: Parameters<typeof createRelay>[0] = {}): Promise<Relay> => {
-    const r = await createRelay(init)
-    relays.push(r)
-    return r
-  }
   const getJson = async (url: string): Promise<any> => {
     const res = await fetch(url)
     assert.equal(res.status, 200)
