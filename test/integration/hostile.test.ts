@@ -90,6 +90,25 @@ describe('hostile and broken peers', () => {
     assert.equal(companion?.pieces, attacker.databases.pieces.address, 'the attacker\'s real record is untouched')
   })
 
+  it('rejecting a profile that claims a companion\'s catalog leaves the replica of that catalog open and live', async () => {
+    // the victim replicates the bystander's catalog
+    if (!(await victim.getCompanions()).some(c => c.nodeId === bystander.peerId)) await befriend(victim, bystander)
+    const catalog = bystander.databases.pieces.address
+    // a forged profile pointing at it: verification opens that catalog (OrbitDB
+    // hands back the open replica) and must not close it when it rejects
+    const claim = await attacker.orbitdb.open<any>('claiming-a-companion', { type: 'keyvalue', Database: KeyValue(), AccessController: IPFSAccessController({ write: [attacker.orbitdb.identity.id] }) })
+    await claim.put('nodeId', attacker.peerId)
+    await claim.put('pieces', catalog)
+    await expectDrop('invalid-user-db', JSON.stringify({ userDb: claim.address }))
+    // the replica still follows its owner
+    const arrived = nextEvent(victim, 'catalog:update', d => d.address === catalog, 10_000)
+    await bystander.addNewPiece('QmAfterTheForgery', 'Viol')
+    await arrived
+    const { results, sources } = await victim.queryCatalog({ hash: 'QmAfterTheForgery' })
+    assert.deepEqual(results.map(r => r.owner), [bystander.peerId])
+    assert.equal(sources.find(s => s.owner === bystander.peerId)?.status, 'ok')
+  })
+
   it('rate-limits a flooding peer with bounded memory, and keeps working', async () => {
     const before = victim.stats.messagesDropped['rate-limited']
     const limited = nextEvent(victim, 'message:dropped', d => d.reason === 'rate-limited')
