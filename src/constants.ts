@@ -52,6 +52,14 @@ export const MAX_TRACKED_PEERS = 1024
 export const DISCOVERY_CONCURRENCY = 4
 /** Discoveries waiting at most; beyond this new announcements are dropped. */
 export const MAX_PENDING_DISCOVERIES = 64
+/**
+ * Discoveries under way at most for the peers behind one remote address (an
+ * IP address or host name; a peer reached over WebRTC or a relay is its own
+ * address), so that one host opening many connections holds a quarter of
+ * `MAX_PENDING_DISCOVERIES`, not all of it; its further announcements wait
+ * (deferred) for its own slots.
+ */
+export const MAX_DISCOVERIES_PER_ADDRESS = 16
 /** After a failed discovery, the same user-db address is not tried again for this long. */
 export const DISCOVERY_FAILURE_TTL = 60_000
 /** Publishes tried when the remote peer is not (yet) a recipient (back-off 10, 20, 40, then 50 ms: ~2.9 s in all). */

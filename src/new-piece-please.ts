@@ -441,7 +441,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
 function emptyStats (): NppStats {
   return {
     messagesReceived: 0,
-    messagesDropped: { oversized: 0, 'not-json': 0, 'wrong-shape': 0, 'rate-limited': 0, 'queue-full': 0, 'invalid-user-db': 0, 'recently-failed': 0 },
+    messagesDropped: { oversized: 0, 'not-json': 0, 'wrong-shape': 0, 'rate-limited': 0, 'queue-full': 0, 'invalid-user-db': 0, 'recently-failed': 0, forwarded: 0, 'duplicate-identity': 0 },
     discoveriesStarted: 0,
     discoveriesSucceeded: 0,
     discoveriesFailed: 0,

@@ -286,11 +286,19 @@ export interface MessageDetail {
 }
 
 export interface DroppedMessageDetail {
+  /** The directly connected peer that delivered the message (for a message it signed itself, its signer). */
   from: string
   reason: DropReason
 }
 
-export type DropReason = 'oversized' | 'not-json' | 'wrong-shape' | 'rate-limited' | 'queue-full' | 'invalid-user-db' | 'recently-failed'
+/**
+ * Why a message on this node's topic was dropped: `forwarded` (signed by a
+ * peer other than the neighbour that delivered it: honest peers publish to
+ * this topic only over a direct connection) and `duplicate-identity` (a valid
+ * profile whose OrbitDB identity is already a companion through another,
+ * connected, peer id) as well as the checks of size, shape, rate and room.
+ */
+export type DropReason = 'oversized' | 'not-json' | 'wrong-shape' | 'rate-limited' | 'queue-full' | 'invalid-user-db' | 'recently-failed' | 'forwarded' | 'duplicate-identity'
 
 export interface NewPiecePleaseEvents {
   /** The instance is started and its databases are open. */

@@ -8,7 +8,7 @@ import { MAX_COMPANIONS } from '../constants.ts'
 import { InvalidRemoteDataError } from '../errors.ts'
 import { CompanionRegister } from './register.ts'
 import { Replicas, type Replica } from './replicas.ts'
-import { ProfileVerifier } from './verify.ts'
+import { ProfileVerifier, identityOf } from './verify.ts'
 import { CompanionLinks } from './links.ts'
 import { Convergence, type ConvergenceInit } from './convergence.ts'
 import type { Logger } from '@libp2p/interface'
@@ -38,6 +38,16 @@ export interface AnnouncementVerifier {
   verify(userDb: string, from: string, signal: AbortSignal): Promise<void>
 }
 
+/**
+ * A valid profile refused all the same: its OrbitDB identity is already a
+ * companion through another peer id that is connected (issue 10, finding 3:
+ * one identity announced from 137 fresh peer keys became 137 companions).
+ * Internal: discovery drops the announcement as `duplicate-identity`.
+ */
+export class DuplicateIdentityError extends InvalidRemoteDataError {
+  override name = 'DuplicateIdentityError'
+}
+
 export class Companions implements Startable, AnnouncementVerifier {
   private readonly components: CompanionsComponents
   private readonly log: Logger
@@ -46,6 +56,12 @@ export class Companions implements Startable, AnnouncementVerifier {
   private readonly verifier: ProfileVerifier
   private readonly links: CompanionLinks
   private readonly convergence: Convergence
+  /**
+   * The OrbitDB identity of each companion whose replica is open (its
+   * catalog's writers, which verification checked are its user db's), by
+   * user-db address.
+   */
+  private readonly identities = new Map<string, string>()
   /** Companions whose replica would not open at start, by user-db address (until a later open succeeds). */
   private readonly failures = new Map<string, { owner: string, address: string, error: string }>()
   private readonly shutdown = new AbortController()
@@ -73,12 +89,14 @@ export class Companions implements Startable, AnnouncementVerifier {
     // replicas are local: opening them needs no network, even when the owner is away
     await Promise.all(this.register.entries().map(async ([address, record]) => {
       try {
-        await this.replicas.open(address, record, this.shutdown.signal)
+        const replica = await this.replicas.open(address, record, this.shutdown.signal)
+        this.identities.set(address, identityOf(replica.db.access.write))
       } catch (err) {
         this.log.error('could not open the replica of %s: %e', record.nodeId, err)
         this.failures.set(address, { owner: record.nodeId, address: record.pieces, error: err instanceof Error ? err.message : String(err) })
       }
     }))
+    await this.forgetDuplicateIdentities()
     this.components.events.addEventListener('companion:online', this.onOnline)
     this.links.start()
     this.convergence.start()
@@ -130,15 +148,28 @@ export class Companions implements Startable, AnnouncementVerifier {
     if (known == null && this.register.size >= MAX_COMPANIONS && this.register.addressOf(from) == null) {
       throw new InvalidRemoteDataError(`already ${MAX_COMPANIONS} companions`)
     }
-    const record = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal)
-    // one companion per peer: a peer that reset its data replaces its old entry
-    for (const [address, old] of this.register.entries()) {
-      if (old.nodeId === from && address !== userDb) {
-        await this.replicas.close(address)
-        await this.register.delete(address)
-      }
+    let identity = ''
+    const admit = (id: string): void => {
+      identity = id
+      this.admit(id, from)
     }
+    const record = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal, admit)
+    try {
+      // again: another peer of this identity may have been recorded meanwhile
+      admit(identity)
+    } catch (err) {
+      await this.replicas.close(userDb)
+      throw err
+    }
+    // one companion per peer: a peer that reset its data replaces its old entry;
+    // one per identity: an identity that moved to this peer id (its former
+    // peer is not connected, see admit) replaces its old one
+    const replaced = this.register.entries().filter(([address, old]) => address !== userDb && (old.nodeId === from || this.identities.get(address) === identity))
+    // recorded (in memory) before anything is awaited: a verification of the
+    // same identity finishing meanwhile is refused by its own admit
+    this.identities.set(userDb, identity)
     await this.register.set(userDb, record)
+    for (const [address, old] of replaced) await this.forget(address, old, old.nodeId === from)
     const companion: Companion = { ...record, address: userDb, online: this.links.isConnected(from) }
     this.components.events.safeDispatchEvent('db:discovered', { detail: companion })
     this.links.recorded(record)
@@ -148,6 +179,55 @@ export class Companions implements Startable, AnnouncementVerifier {
   async connectAll (signal?: AbortSignal): Promise<Companion[]> {
     await this.links.redialAll(signal)
     return this.list()
+  }
+
+  /**
+   * Refuse a profile of `identity` announced by `from` when that identity is
+   * a companion already through another peer id that is connected: many
+   * peer ids with one identity is the sybil pattern (this library derives
+   * the identity from the peer id, so an honest peer has one of each). A
+   * former peer id that is not connected is replaced (an identity brought to
+   * a new peer id), so one identity is one companion at any time.
+   */
+  private admit (identity: string, from: string): void {
+    for (const [address, id] of this.identities) {
+      if (id !== identity) continue
+      const owner = this.register.get(address)?.nodeId
+      if (owner == null || owner === from) continue
+      if (this.links.isConnected(owner)) {
+        throw new DuplicateIdentityError(`the identity of ${from}'s profile is already the companion ${owner}`)
+      }
+    }
+  }
+
+  /** Remove a companion's entry: its replica, its record and (unless the peer stays a companion under another entry) its link. */
+  private async forget (address: string, record: CompanionRecord, keepLink = false): Promise<void> {
+    this.identities.delete(address)
+    await this.replicas.close(address)
+    await this.register.delete(address)
+    if (!keepLink && this.register.addressOf(record.nodeId) == null) this.links.forgotten(record.nodeId)
+  }
+
+  /**
+   * A register written before companions were limited to one per identity
+   * may hold several (a sybil's peer ids, redialed for ever): keep the one
+   * seen last of each identity.
+   */
+  private async forgetDuplicateIdentities (): Promise<void> {
+    const latest = new Map<string, [string, CompanionRecord]>()
+    for (const [address, record] of this.register.entries()) {
+      const identity = this.identities.get(address)
+      if (identity == null) continue
+      const kept = latest.get(identity)
+      if (kept == null) {
+        latest.set(identity, [address, record])
+        continue
+      }
+      const [drop, dropped] = kept[1].lastSeen >= record.lastSeen ? [address, record] : kept
+      if (drop === kept[0]) latest.set(identity, [address, record])
+      this.log('forgetting companion %s: its identity is also companion %s', dropped.nodeId, (latest.get(identity) ?? kept)[1].nodeId)
+      await this.forget(drop, dropped)
+    }
   }
 
   /** Update a companion's last-seen time and addresses after it connected. */

@@ -36,8 +36,12 @@ export class ProfileVerifier {
    * catalog replica is open (under `userDb`) and the record to keep is
    * returned. `multiaddrs` are where `from` is reachable now. Throws
    * `InvalidRemoteDataError` when anything does not hold.
+   *
+   * `admit` is called with the profile's OrbitDB identity (`identityOf` its
+   * writers) once the user db is read, before its catalog is opened; it
+   * throws to refuse the profile.
    */
-  async verify (userDb: string, from: string, multiaddrs: string[], signal: AbortSignal): Promise<CompanionRecord> {
+  async verify (userDb: string, from: string, multiaddrs: string[], signal: AbortSignal, admit?: (identity: string) => void): Promise<CompanionRecord> {
     const { helia, replicas } = this.components
     const t0 = Date.now()
     const mark = (step: string): void => { this.log.trace('verifying %s: %s after %d ms', from, step, Date.now() - t0) }
@@ -53,6 +57,7 @@ export class ProfileVerifier {
       mark('user db replicated')
       if (nodeId !== from) throw new InvalidRemoteDataError(`user db ${userDb} names node ${String(nodeId)}, but ${from} sent it`)
       if (!isOrbitDBAddress(pieces)) throw new InvalidRemoteDataError(`user db ${userDb} has no valid pieces address`)
+      admit?.(identityOf(user.access.write))
       const piecesManifest = await readManifest(helia, pieces, signal)
       mark('catalog manifest')
       if (piecesManifest.type !== CATALOG_TYPE && piecesManifest.type !== 'documents') throw new InvalidRemoteDataError(`pieces db ${pieces} is a "${piecesManifest.type}" database, expected "${CATALOG_TYPE}" or "documents"`)
@@ -75,6 +80,14 @@ export class ProfileVerifier {
       await user.close().catch(() => {})
     }
   }
+}
+
+/**
+ * The OrbitDB identity behind a profile: its user db's writers (one identity
+ * id for a profile made by this library), in a stable order.
+ */
+export function identityOf (writers: string[]): string {
+  return Array.isArray(writers) ? [...writers].sort().join(',') : ''
 }
 
 /** The same fixed set of writers (a `*` writer is never the same). */

@@ -28,13 +28,34 @@
  *   opening the peer's user db) is tried again, with back-off, while the peer
  *   is connected; one that fails for good (`InvalidRemoteDataError`: wrong
  *   type, another node, a foreign catalog) is dropped as `invalid-user-db`
- *   and the same announcement refused for `DISCOVERY_FAILURE_TTL`.
+ *   (`duplicate-identity` for a profile whose OrbitDB identity is already a
+ *   companion through another peer) and the same announcement refused for
+ *   `DISCOVERY_FAILURE_TTL`.
+ *
+ * Every limit is keyed on what a sender cannot choose cheaply (issue 10,
+ * finding 4: keyed on the signer, 3,000 announcements signed with 2,000 fresh
+ * keys over one connection filled the queue and pushed out an honest peer's):
+ *
+ * - The rate limit is the neighbour's that delivered the message (gossipsub's
+ *   propagation source), not the signer's. An announcement signed by another
+ *   key than that neighbour's is dropped as `forwarded`: honest peers publish
+ *   to our topic only over a direct connection (only we subscribe to it), and
+ *   a companion must be a peer we are connected to, not one a neighbour names.
+ *   So a connection brings at most one verification, its own peer's.
+ * - Verifications under way for the peers behind one remote address (an IP
+ *   address or host name) are bounded (`maxPendingPerAddress`), and each
+ *   one queued for an address that already has some runs after the other
+ *   addresses' first ones (p-queue priorities): one host with many
+ *   connections spends its own slots and waits behind everyone else.
+ * - When the deferred announcements are full, the one pushed out is the
+ *   oldest of the address that holds the most of them, not the oldest of all.
  */
 import PQueue from 'p-queue'
 import pRetry from 'p-retry'
 import { toString as uint8ArrayToString, fromString as uint8ArrayFromString } from 'uint8arrays'
 import type { Connection, Logger, PeerId } from '@libp2p/interface'
-import type { Message } from '@libp2p/gossipsub'
+import type { GossipsubMessage } from '@libp2p/gossipsub'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { deadline } from '../utils/abort.ts'
 import { publishToPeer, waitForSubscription } from './publish.ts'
 import { RateLimiter, ExpiringSet } from '../utils/rate-limit.ts'
@@ -42,7 +63,7 @@ import { isOrbitDBAddress, isPlainObject, isJsonValue } from '../utils/validate.
 import { AbortError } from '../errors.ts'
 import {
   MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS, MAX_COMPANIONS,
-  DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
+  DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, MAX_DISCOVERIES_PER_ADDRESS, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
 } from '../constants.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
@@ -92,8 +113,17 @@ export interface DiscoveryInit {
    */
   maxPending?: number
   /**
+   * Verifications under way at most for the peers behind one remote address
+   * (an IP address or host name; a peer reached over WebRTC or a relay counts
+   * as an address of its own); further announcements from there are deferred.
+   *
+   * @default MAX_DISCOVERIES_PER_ADDRESS (16)
+   */
+  maxPendingPerAddress?: number
+  /**
    * Deferred announcements kept at most (the latest of each peer); beyond
-   * this the oldest is dropped as `queue-full`.
+   * this the oldest of the remote address holding the most is dropped as
+   * `queue-full`.
    *
    * @default MAX_COMPANIONS (256)
    */
@@ -119,8 +149,11 @@ export interface DiscoveryComponents extends Pick<NppComponents, 'events' | 'log
   verifier: AnnouncementVerifier
 }
 
-/** What discovery received, sent, deferred, retried and dropped since start (all of `NppStats` but the redials). */
-export type DiscoveryStats = Required<Omit<NppStats, 'redials'>>
+/** What discovery received, sent, deferred, retried and dropped since start (its part of `NppStats`). */
+export type DiscoveryStats = Required<Pick<NppStats,
+'messagesReceived' | 'messagesDropped' | 'discoveriesStarted' | 'discoveriesSucceeded' | 'discoveriesFailed' | 'discoveriesRetried' |
+'announcementsDeferred' | 'announcementsSent' | 'announcementsRetried'
+>>
 
 /** One peer's announcement being published (tries and back-off included). */
 interface Announcement {
@@ -132,16 +165,46 @@ interface Announcement {
 interface Verification {
   userDb: string
   peer: PeerId
+  /** The remote address the peer is behind (see `remoteAddressOf`). */
+  address: string
   controller: AbortController
   /** A try is running: a disconnect lets it finish (its blocks may have arrived) instead of cutting it. */
   running: boolean
+  /** A try is in the queue (waiting or running). */
+  queued: boolean
   /** Settles when the verification is over, whatever the outcome. */
   done?: Promise<void>
 }
 
-/** A failure that would repeat: the remote data itself is wrong. Anything else (timeouts, streams) may pass. */
+/** A deferred announcement. */
+interface Deferred {
+  peer: PeerId
+  userDb: string
+  address: string
+}
+
+/** Errors of the verifier that would repeat (the remote data itself is wrong or refused), with the reason they are dropped for. Anything else (timeouts, streams) may pass. */
+const PERMANENT: Record<string, DropReason> = {
+  InvalidRemoteDataError: 'invalid-user-db',
+  DuplicateIdentityError: 'duplicate-identity'
+}
+
 function isPermanent (err: unknown): boolean {
-  return (err as Error | undefined)?.name === 'InvalidRemoteDataError'
+  return Object.hasOwn(PERMANENT, (err as Error | undefined)?.name ?? '')
+}
+
+const HOST_PROTOCOLS = new Set(['ip4', 'ip6', 'dns', 'dns4', 'dns6', 'dnsaddr'])
+
+/**
+ * The host of a direct connection's remote address (`1.2.3.4`), or
+ * undefined when it names none of its own: WebRTC's `/webrtc/p2p/<peer>`, or
+ * a relayed address (whose IP is the relay's, shared by everyone behind it).
+ */
+export function remoteHost (addr: Multiaddr | undefined): string | undefined {
+  const components = addr?.getComponents() ?? []
+  if (components.some(c => c.name === 'p2p-circuit')) return undefined
+  const host = components.find(c => HOST_PROTOCOLS.has(c.name))
+  return host?.value
 }
 
 export class Discovery implements Startable {
@@ -156,7 +219,7 @@ export class Discovery implements Startable {
   /** Verifications by announcing peer: one per peer, its latest address. */
   private readonly verifying = new Map<string, Verification>()
   /** Announcements waiting for room, by peer (the latest of each); Map order is age order. */
-  private readonly waiting = new Map<string, { peer: PeerId, userDb: string }>()
+  private readonly waiting = new Map<string, Deferred>()
   private readonly announcements = new Map<string, Announcement>()
   private readonly queue: PQueue
   private readonly publishing: PQueue
@@ -165,7 +228,7 @@ export class Discovery implements Startable {
   private started = false
   readonly stats: DiscoveryStats = {
     messagesReceived: 0,
-    messagesDropped: { oversized: 0, 'not-json': 0, 'wrong-shape': 0, 'rate-limited': 0, 'queue-full': 0, 'invalid-user-db': 0, 'recently-failed': 0 },
+    messagesDropped: { oversized: 0, 'not-json': 0, 'wrong-shape': 0, 'rate-limited': 0, 'queue-full': 0, 'invalid-user-db': 0, 'recently-failed': 0, forwarded: 0, 'duplicate-identity': 0 },
     discoveriesStarted: 0,
     discoveriesSucceeded: 0,
     discoveriesFailed: 0,
@@ -199,7 +262,7 @@ export class Discovery implements Startable {
     this.started = true
     this.shutdown = new AbortController()
     const { libp2p } = this.components
-    this.pubsub.addEventListener('message', this.onPubsubMessage)
+    this.pubsub.addEventListener('gossipsub:message', this.onPubsubMessage)
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     libp2p.addEventListener('connection:open', this.onConnectionOpen)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
@@ -213,7 +276,7 @@ export class Discovery implements Startable {
     // ends every back-off, removes what is queued and aborts what runs
     this.shutdown.abort(new AbortError('discovery stopped'))
     const { libp2p } = this.components
-    this.pubsub.removeEventListener('message', this.onPubsubMessage)
+    this.pubsub.removeEventListener('gossipsub:message', this.onPubsubMessage)
     libp2p.removeEventListener('peer:connect', this.onPeerConnect)
     libp2p.removeEventListener('connection:open', this.onConnectionOpen)
     libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
@@ -271,6 +334,23 @@ export class Discovery implements Startable {
 
   private connected (peer: PeerId): boolean {
     return this.components.libp2p.getConnections(peer).length > 0
+  }
+
+  /** What the limits per address count `peer` under: the host of a direct connection, else the peer itself. */
+  private remoteAddressOf (peer: PeerId): string {
+    for (const connection of this.components.libp2p.getConnections(peer)) {
+      if (connection.limits != null) continue
+      const host = remoteHost(connection.remoteAddr)
+      if (host != null) return host
+    }
+    return `/p2p/${peer.toString()}`
+  }
+
+  /** Verifications under way for peers behind `address`. */
+  private pendingAt (address: string): number {
+    let n = 0
+    for (const v of this.verifying.values()) if (v.address === address) n++
+    return n
   }
 
   /**
@@ -339,18 +419,25 @@ export class Discovery implements Startable {
     }
   }
 
-  private readonly onPubsubMessage = (evt: CustomEvent<Message>): void => {
-    const msg = evt.detail
-    if (msg?.topic !== this.topic) return
-    if (msg.type !== 'signed' || msg.from == null) {
-      this.drop('unknown', 'wrong-shape')
-      return
-    }
-    const from: string = msg.from.toString()
+  private readonly onPubsubMessage = (evt: CustomEvent<GossipsubMessage>): void => {
+    const { msg, propagationSource } = evt.detail ?? {}
+    if (msg?.topic !== this.topic || propagationSource == null) return
+    // the neighbour that delivered it: what every limit is charged to
+    const from: string = propagationSource.toString()
     if (from === this.topic) return
     this.stats.messagesReceived++
     if (!this.limiter.take(from)) {
       this.drop(from, 'rate-limited')
+      return
+    }
+    if (msg.type !== 'signed' || msg.from == null) {
+      this.drop(from, 'wrong-shape')
+      return
+    }
+    // signed by another key than the neighbour's: honest peers publish to our
+    // topic directly, and fresh keys cost an attacker nothing
+    if (!msg.from.equals(propagationSource)) {
+      this.drop(from, 'forwarded')
       return
     }
     const data: unknown = msg.data
@@ -377,7 +464,7 @@ export class Discovery implements Startable {
         return
       }
       this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
-      this.enqueue(object.userDb, msg.from)
+      this.enqueue(object.userDb, propagationSource)
       return
     }
     this.components.events.safeDispatchEvent('message', { detail: { from, topic: this.topic, data: object } })
@@ -397,35 +484,63 @@ export class Discovery implements Startable {
       current.controller.abort(new AbortError(`${from} announced another user db`))
       this.verifying.delete(from)
     }
-    if (this.inFlight.has(userDb) || this.verifying.size >= (this.init.maxPending ?? MAX_PENDING_DISCOVERIES)) {
-      this.defer(userDb, peer)
+    const address = this.remoteAddressOf(peer)
+    if (this.inFlight.has(userDb) || this.full(address)) {
+      this.defer({ userDb, peer, address })
       return
     }
     this.waiting.delete(from)
-    this.verify(userDb, peer)
+    this.verify(userDb, peer, address)
   }
 
-  /** Keep the latest announcement of `peer` until there is room (bounded: the oldest is dropped). */
-  private defer (userDb: string, peer: PeerId): void {
-    const from = peer.toString()
-    this.waiting.delete(from) // re-inserted: the newest
+  /** No room for another verification, overall or for the peers behind `address`. */
+  private full (address: string): boolean {
+    return this.verifying.size >= (this.init.maxPending ?? MAX_PENDING_DISCOVERIES) ||
+      this.pendingAt(address) >= (this.init.maxPendingPerAddress ?? MAX_DISCOVERIES_PER_ADDRESS)
+  }
+
+  /**
+   * Keep the latest announcement of a peer until there is room. Bounded: the
+   * one dropped is the oldest of the address holding the most, so a host that
+   * floods pushes out its own announcements, not other hosts'.
+   */
+  private defer (entry: Deferred): void {
+    const from = entry.peer.toString()
+    // the same again (a peer announces on each direct connection) keeps its place
+    if (this.waiting.get(from)?.userDb === entry.userDb) return
+    this.waiting.delete(from) // another user db: re-inserted, the newest
     const max = this.init.maxDeferred ?? MAX_COMPANIONS
-    for (const [oldest] of this.waiting) {
-      if (this.waiting.size < max) break
+    while (this.waiting.size >= max) {
+      const oldest = this.oldestOfBusiestAddress()
+      if (oldest == null) break
       this.waiting.delete(oldest)
       this.drop(oldest, 'queue-full')
     }
-    this.waiting.set(from, { peer, userDb })
+    this.waiting.set(from, entry)
     this.stats.announcementsDeferred++
-    this.log('deferred the announcement of %s by %p: %d verification(s) under way', userDb, peer, this.verifying.size)
+    this.log('deferred the announcement of %s by %p: %d verification(s) under way (%d for %s)', entry.userDb, entry.peer, this.verifying.size, this.pendingAt(entry.address), entry.address)
+  }
+
+  /** The peer whose deferred announcement is the oldest of the address with the most deferred ones. */
+  private oldestOfBusiestAddress (): string | undefined {
+    const counts = new Map<string, number>()
+    const oldest = new Map<string, string>()
+    for (const [from, { address }] of this.waiting) {
+      counts.set(address, (counts.get(address) ?? 0) + 1)
+      if (!oldest.has(address)) oldest.set(address, from)
+    }
+    let busiest: string | undefined
+    for (const [address, n] of counts) {
+      if (busiest == null || n > (counts.get(busiest) ?? 0)) busiest = address
+    }
+    return busiest == null ? undefined : oldest.get(busiest)
   }
 
   /** Verify deferred announcements while there is room, oldest first. */
   private drain (): void {
-    const max = this.init.maxPending ?? MAX_PENDING_DISCOVERIES
-    for (const [from, { peer, userDb }] of [...this.waiting]) {
-      if (!this.started || this.verifying.size >= max) return
-      if (this.inFlight.has(userDb)) continue
+    for (const [from, { peer, userDb, address }] of [...this.waiting]) {
+      if (!this.started || this.verifying.size >= (this.init.maxPending ?? MAX_PENDING_DISCOVERIES)) return
+      if (this.inFlight.has(userDb) || this.full(address)) continue
       this.waiting.delete(from)
       if (!this.connected(peer)) {
         this.log('forgot the deferred announcement of %p: it is not connected', peer)
@@ -436,10 +551,10 @@ export class Discovery implements Startable {
   }
 
   /** Verify `userDb` as announced by `peer`, trying again after a passing failure while the peer is connected. */
-  private verify (userDb: string, peer: PeerId): void {
+  private verify (userDb: string, peer: PeerId, address: string): void {
     const from = peer.toString()
     const controller = new AbortController()
-    const verification: Verification = { userDb, peer, controller, running: false }
+    const verification: Verification = { userDb, peer, address, controller, running: false, queued: false }
     this.verifying.set(from, verification)
     this.inFlight.add(userDb)
     this.stats.discoveriesStarted++
@@ -453,6 +568,11 @@ export class Discovery implements Startable {
     }
     verification.done = pRetry(async () => {
       attempts++
+      // after the first try of every other address: a host with many
+      // verifications queued waits behind the others' first ones
+      let ahead = 0
+      for (const v of this.verifying.values()) if (v.queued && v.address === address) ahead++
+      verification.queued = true
       await this.queue.add(async () => {
         verification.running = true
         const bound = deadline(this.init.timeout, signal, `verifying ${userDb} from ${from}`)
@@ -464,7 +584,7 @@ export class Discovery implements Startable {
           bound.clear()
           verification.running = false
         }
-      }, { signal })
+      }, { signal, priority: -ahead }).finally(() => { verification.queued = false })
     }, {
       ...this.retry,
       signal,
@@ -491,7 +611,7 @@ export class Discovery implements Startable {
       this.stats.discoveriesFailed++
       if (isPermanent(err)) {
         this.failed.add(`${from} ${userDb}`)
-        this.drop(from, 'invalid-user-db')
+        this.drop(from, PERMANENT[(err as Error).name] ?? 'invalid-user-db')
         this.log.error('rejected user db %s from %s: %e', userDb, from, err)
       } else if (!this.connected(peer)) {
         this.log('gave up verifying %s from %p after %d attempt(s): it disconnected (last error: %e)', userDb, peer, attempts, err)

@@ -9,8 +9,10 @@ import * as Block from 'multiformats/block'
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base58btc } from 'multiformats/bases/base58'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
-import { Discovery, type DiscoveryInit } from '../../../src/peering/discovery.ts'
+import { Discovery, remoteHost, type DiscoveryInit } from '../../../src/peering/discovery.ts'
+import { DuplicateIdentityError } from '../../../src/companions/companions.ts'
 import { InvalidRemoteDataError, TimeoutError } from '../../../src/errors.ts'
 import type { NewPiecePleaseEvents, NppLibp2p } from '../../../src/index.ts'
 
@@ -54,7 +56,7 @@ async function settled (check: () => boolean, what: string, turns = 1000): Promi
   assert.fail(`${what}: not after ${turns} turns`)
 }
 
-interface FakeConnection { remotePeer: PeerId, limits?: { seconds: number } }
+interface FakeConnection { remotePeer: PeerId, remoteAddr?: Multiaddr, limits?: { seconds: number } }
 
 interface SetupOptions {
   /** What the verifier does with an announcement (the n-th verification overall). */
@@ -73,14 +75,16 @@ interface SetupOptions {
 async function setup (options: SetupOptions = {}): Promise<{
   discovery: Discovery
   events: TypedEventEmitter<NewPiecePleaseEvents>
-  deliver(from: PeerId, data: Uint8Array | string): void
+  /** As gossipsub reports it: signed by `from`, delivered by the neighbour `via` (`from` itself by default). */
+  deliver(from: PeerId, data: Uint8Array | string, via?: PeerId): void
   announce(from: PeerId, userDb?: string): void
   verified: Array<{ from: string, userDb: string }>
   libp2p: EventTarget
   subscribers: PeerId[]
   pubsub: EventTarget
   publishes: () => number
-  connect(peer: PeerId, limited?: boolean): void
+  /** A connection to `peer`, from `host` when given (a TCP address on it), else with no host of its own. */
+  connect(peer: PeerId, limited?: boolean, host?: string): void
   disconnect(peer: PeerId): void
 }> {
   const self = await newPeerId()
@@ -113,8 +117,10 @@ async function setup (options: SetupOptions = {}): Promise<{
   }
   const discovery = new Discovery({ libp2p, events, logger: defaultLogger(), verifier }, { userDb: USER_DB, timeout: 1000, ...options.init })
   await discovery.start()
-  const deliver = (from: PeerId, data: Uint8Array | string): void => {
-    pubsub.dispatchEvent(new CustomEvent('message', { detail: { type: 'signed', topic: self.toString(), from, data: typeof data === 'string' ? fromString(data) : data } }))
+  let msgIds = 0
+  const deliver = (from: PeerId, data: Uint8Array | string, via: PeerId = from): void => {
+    const msg = { type: 'signed', topic: self.toString(), from, data: typeof data === 'string' ? fromString(data) : data }
+    pubsub.dispatchEvent(new CustomEvent('gossipsub:message', { detail: { propagationSource: via, msgId: String(++msgIds), msg } }))
   }
   return {
     discovery,
@@ -126,9 +132,13 @@ async function setup (options: SetupOptions = {}): Promise<{
     subscribers,
     pubsub,
     publishes: () => publishes,
-    connect (peer, limited = false) {
+    connect (peer, limited = false, host) {
       const list = connections.get(peer.toString()) ?? []
-      const connection: FakeConnection = { remotePeer: peer, ...(limited ? { limits: { seconds: 120 } } : {}) }
+      const connection: FakeConnection = {
+        remotePeer: peer,
+        ...(host != null ? { remoteAddr: multiaddr(`/ip4/${host}/tcp/4001`) } : {}),
+        ...(limited ? { limits: { seconds: 120 } } : {})
+      }
       connections.set(peer.toString(), [...list, connection])
       libp2p.dispatchEvent(new CustomEvent('connection:open', { detail: connection }))
       if (list.length === 0) libp2p.dispatchEvent(new CustomEvent('peer:connect', { detail: peer }))
@@ -359,6 +369,26 @@ describe('Discovery', () => {
       await discovery.stop()
     })
 
+    it('keeps the place of a deferred announcement made again', async () => {
+      const [a, b, c] = await Promise.all(Array.from({ length: 3 }, newPeerId)) as [PeerId, PeerId, PeerId]
+      const [bDb, cDb] = await Promise.all(['b', 'c'].map(address)) as [string, string]
+      const gate = signal()
+      const { discovery, announce, verified, connect } = await setup({
+        init: { maxPending: 1 },
+        verify: async (_userDb, from) => { if (from === a.toString()) await gate.promise }
+      })
+      for (const peer of [a, b, c]) connect(peer)
+      announce(a) // verifying
+      announce(b, bDb) // deferred
+      announce(c, cDb) // deferred
+      announce(b, bDb) // the same again (another connection opened): still before c
+      assert.equal(discovery.stats.announcementsDeferred, 2)
+      gate.resolve()
+      await settled(() => discovery.pending + discovery.deferred === 0, 'every verification over')
+      assert.deepEqual(verified.map(v => v.userDb), [USER_DB, bDb, cDb])
+      await discovery.stop()
+    })
+
     it('forgets a deferred announcement when its peer disconnects', async () => {
       const [a, b] = await Promise.all([newPeerId(), newPeerId()])
       const gate = signal()
@@ -474,6 +504,110 @@ describe('Discovery', () => {
       await within(discovery.stop(), 'stop')
       assert.equal(discovery.pending, 0)
       assert.equal(discovery.deferred, 0)
+    })
+
+    it('drops a refused profile as duplicate-identity, and refuses the same announcement for a while', async () => {
+      const sender = await newPeerId()
+      const { discovery, events, announce, verified, connect } = await setup({ verify: async () => { throw new DuplicateIdentityError('already a companion') } })
+      const reasons: string[] = []
+      const refused = new Promise<void>(resolve => {
+        events.addEventListener('message:dropped', e => { reasons.push(e.detail.reason); if (e.detail.reason === 'duplicate-identity') resolve() })
+      })
+      connect(sender)
+      announce(sender)
+      await within(refused, 'the refusal')
+      announce(sender)
+      assert.deepEqual(reasons, ['duplicate-identity', 'recently-failed'])
+      assert.deepEqual(verified, [])
+      assert.equal(discovery.stats.messagesDropped['duplicate-identity'], 1)
+      assert.equal(discovery.stats.discoveriesRetried, 0)
+      await discovery.stop()
+    })
+  })
+
+  // issue 10, finding 4: 3,000 announcements signed with 2,000 fresh keys
+  // over one connection filled the queue and pushed out an honest peer's
+  describe('limits keyed on the connection, not on the signing key', () => {
+    it('drops an announcement signed by another key than the neighbour that delivered it, and charges the neighbour\'s rate limit', async () => {
+      const [flooder, honest] = await Promise.all([newPeerId(), newPeerId()])
+      const keys = await Promise.all(Array.from({ length: 40 }, newPeerId))
+      const { discovery, events, deliver, announce, verified, connect } = await setup()
+      const reasons = new Map<string, number>()
+      const from = new Set<string>()
+      events.addEventListener('message:dropped', e => { reasons.set(e.detail.reason, (reasons.get(e.detail.reason) ?? 0) + 1); from.add(e.detail.from) })
+      connect(flooder)
+      connect(honest)
+      for (const [i, key] of keys.entries()) deliver(key, JSON.stringify({ userDb: await address(`forged-${i}`) }), flooder)
+      // the burst of 20 passes the rate limit, and is refused as forwarded
+      assert.deepEqual(Object.fromEntries(reasons), { forwarded: 20, 'rate-limited': 20 })
+      assert.deepEqual([...from], [flooder.toString()], 'dropped as the neighbour\'s, not as the signers\'')
+      // the flooder's own announcement now meets its spent budget; another neighbour's does not
+      announce(flooder)
+      announce(honest)
+      await settled(() => discovery.pending === 0 && verified.length === 1, 'the honest verification')
+      assert.deepEqual(verified.map(v => v.from), [honest.toString()])
+      assert.equal(discovery.stats.messagesDropped['rate-limited'], 21)
+      assert.equal(discovery.stats.discoveriesStarted, 1)
+      await discovery.stop()
+    })
+
+    it('bounds verifications per remote address, and runs another address\'s first one before a busy address\'s backlog', async () => {
+      const crowd = await Promise.all(Array.from({ length: 5 }, newPeerId))
+      const honest = await newPeerId()
+      const gate = signal()
+      const order: string[] = []
+      const { discovery, announce, connect } = await setup({
+        init: { concurrency: 1, maxPendingPerAddress: 3 },
+        verify: async (_userDb, from) => { order.push(from); await gate.promise }
+      })
+      for (const [i, peer] of crowd.entries()) {
+        connect(peer, false, '10.0.0.1')
+        announce(peer, await address(`crowd-${i}`))
+      }
+      assert.equal(discovery.pending, 3, 'three verifications for 10.0.0.1')
+      assert.equal(discovery.deferred, 2, 'its other announcements wait')
+      connect(honest, false, '10.0.0.2')
+      announce(honest, await address('honest'))
+      assert.equal(discovery.pending, 4, 'another address has room')
+      await settled(() => order.length === 1, 'the first verification running')
+      gate.resolve()
+      await settled(() => discovery.pending + discovery.deferred === 0, 'every verification over')
+      assert.equal(order.length, 6)
+      assert.equal(order[1], honest.toString(), 'the other address goes before the backlog of the first')
+      await discovery.stop()
+    })
+
+    it('pushes out a deferred announcement of the address holding the most, not the oldest of all', async () => {
+      const [busy, honest, f1, f2, f3] = await Promise.all(Array.from({ length: 5 }, newPeerId)) as [PeerId, PeerId, PeerId, PeerId, PeerId]
+      const gate = signal()
+      const dropped: string[] = []
+      const { discovery, events, announce, verified, connect } = await setup({
+        init: { maxPending: 1, maxDeferred: 3 },
+        verify: async (_userDb, from) => { if (from === busy.toString()) await gate.promise }
+      })
+      events.addEventListener('message:dropped', e => { dropped.push(`${e.detail.from}:${e.detail.reason}`) })
+      connect(busy, false, '10.0.0.1')
+      connect(honest, false, '10.0.0.2')
+      for (const f of [f1, f2, f3]) connect(f, false, '10.0.0.1')
+      announce(busy) // verifying
+      announce(honest, await address('honest')) // deferred, the oldest
+      announce(f1, await address('f1'))
+      announce(f2, await address('f2'))
+      announce(f3, await address('f3')) // full: 10.0.0.1 holds two, its oldest goes
+      assert.deepEqual(dropped, [`${f1.toString()}:queue-full`])
+      gate.resolve()
+      await settled(() => discovery.pending + discovery.deferred === 0, 'every verification over')
+      assert.ok(verified.some(v => v.from === honest.toString()), 'the honest announcement was verified')
+      await discovery.stop()
+    })
+
+    it('counts a peer under the host of its direct connection; WebRTC and relayed addresses name none', () => {
+      assert.equal(remoteHost(multiaddr('/ip4/192.0.2.7/tcp/4001')), '192.0.2.7')
+      assert.equal(remoteHost(multiaddr('/ip6/::1/tcp/4001/ws')), '::1')
+      assert.equal(remoteHost(multiaddr('/dns4/example.org/tcp/443/wss')), 'example.org')
+      assert.equal(remoteHost(multiaddr('/webrtc/p2p/12D3KooWHBKuUEKnCyN7TvzLrosxvuZtMMrGGGTFewH8rfBjdPb5')), undefined)
+      assert.equal(remoteHost(multiaddr('/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWHBKuUEKnCyN7TvzLrosxvuZtMMrGGGTFewH8rfBjdPb5/p2p-circuit/webrtc')), undefined)
+      assert.equal(remoteHost(undefined), undefined)
     })
   })
 })
