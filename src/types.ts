@@ -164,11 +164,14 @@ export interface NewPiecePleaseInit {
    * school's NAT, a conservatory's network, every peer on one machine.
    * libp2p refuses a sixth inbound connection per second from one host, and
    * gossipsub penalises more than 10 peers that share an address (from 15
-   * on, it ignores what they send). This sets libp2p's
-   * `inboundConnectionThreshold` (per second) and
-   * `maxIncomingPendingConnections`, and gossipsub's
-   * `IPColocationFactorThreshold`, to it. Beyond it, peers of one address
-   * are still penalised: one host posing as many peers gains nothing.
+   * on, it ignores what they send). This sets, per address, the inbound
+   * connections per second (libp2p's `inboundConnectionThreshold`) and the
+   * inbound connections still upgrading at once, and gossipsub's
+   * `IPColocationFactorThreshold`, to it; one address may keep twice as many
+   * open inbound connections. Beyond it, peers of one address are still
+   * penalised and refused: one host posing as many peers gains nothing, and
+   * a stalled connection makes room for a newcomer after 2 s (5 s in a
+   * browser).
    *
    * @default 64
    */

@@ -10,7 +10,7 @@
 import { webSockets } from '@libp2p/websockets'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { webRTC } from '@libp2p/webrtc'
-import type { PlatformDefaults } from './types.ts'
+import type { ConnectionLimits, PlatformDefaults } from './types.ts'
 import { RELAY_LISTEN } from '../constants.ts'
 import { browserGater } from './browser-gater.ts'
 import { StorageLockedError } from '../errors.ts'
@@ -20,6 +20,20 @@ import { claimLocally } from './local-locks.ts'
 
 const log = logger('platform')
 
+/**
+ * A browser peer: libp2p's browser cap on connections (100; every WebRTC
+ * link is a peer connection, and browsers run out of those). Inbound
+ * connections come through the relay or over WebRTC, whose upgrades are
+ * slower on a phone: libp2p's 10 s to finish one, and one still going after
+ * 5 s makes room when a newcomer needs it.
+ */
+export const BROWSER_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConnections: 100,
+  maxPending: 64,
+  inboundUpgradeTimeout: 10_000,
+  stalledAfter: 5_000
+}
+
 export const platform: PlatformDefaults = {
   name: 'browser',
   defaultListen: RELAY_LISTEN,
@@ -28,6 +42,7 @@ export const platform: PlatformDefaults = {
     transports: [webSockets(), circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })],
     release: async () => {}
   }),
+  connectionLimits: BROWSER_CONNECTION_LIMITS,
   // a browser can only dial WebSockets itself; everything else goes through the relay or WebRTC
   canDialDirectly: isWebSocket,
   connectionGater: (trusted) => browserGater(trusted),

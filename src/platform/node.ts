@@ -8,7 +8,7 @@
  */
 import { resolve } from 'node:path'
 import { tcp } from '@libp2p/tcp'
-import type { PlatformDefaults } from './types.ts'
+import type { ConnectionLimits, PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { joinPath } from '../utils/path.ts'
@@ -26,6 +26,21 @@ const log = logger('platform')
  * connection in the process, so only when none of ours runs).
  */
 let webrtcStacks = 0
+
+/**
+ * A Node peer: libp2p's Node cap on connections (300). An inbound upgrade
+ * (noise, then yamux) takes milliseconds on a LAN and a few round trips
+ * across the internet: libp2p allows 10 s; 5 s here, and one still going
+ * after 2 s makes room when a newcomer needs it (a slowloris held libp2p's
+ * slots for the whole 10 s; issue 10, finding 5). A pending connection
+ * costs a socket and a handshake state: 256 at once is cheap.
+ */
+export const NODE_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConnections: 300,
+  maxPending: 256,
+  inboundUpgradeTimeout: 5_000,
+  stalledAfter: 2_000
+}
 
 export const platform: PlatformDefaults = {
   name: 'node',
@@ -49,6 +64,7 @@ export const platform: PlatformDefaults = {
       }
     }
   },
+  connectionLimits: NODE_CONNECTION_LIMITS,
   // TCP, not WebSockets (Node peers do not listen on them by default) and not through a relay
   canDialDirectly: isTcp,
   connectionGater: () => undefined,

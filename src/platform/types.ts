@@ -12,6 +12,21 @@ export interface TransportOptions {
   iceServers: IceServer[]
 }
 
+/**
+ * libp2p connection limits of a platform; `peering/crowd.ts` turns them
+ * into libp2p's `connectionManager` options and the inbound gate's limits.
+ */
+export interface ConnectionLimits {
+  /** Connections in all; beyond it libp2p refuses inbound ones and prunes. */
+  maxConnections: number
+  /** Inbound connections still upgrading (encryption, multiplexing), all addresses together. */
+  maxPending: number
+  /** An inbound connection must finish its upgrade within this long (ms), or it is closed. */
+  inboundUpgradeTimeout: number
+  /** An inbound connection still upgrading after this long (ms) is dropped when a newcomer needs its slot. */
+  stalledAfter: number
+}
+
 /** What differs between Node and browsers when a stack is built. */
 export interface PlatformDefaults {
   name: 'node' | 'browser'
@@ -21,6 +36,8 @@ export interface PlatformDefaults {
   relayListen: readonly string[]
   /** The transports, and what to call once the libp2p node using them has stopped. */
   transports(options: TransportOptions): Promise<{ transports: Array<Libp2pOptions['transports'] extends Array<infer T> | undefined ? T : never>, release(): Promise<void> }>
+  /** Connection limits (`peersPerAddress` sets the per-address ones). */
+  connectionLimits: ConnectionLimits
   /** Whether a multiaddr a peer announced can be dialed directly (not relayed, not WebRTC) from here. */
   canDialDirectly(addr: Multiaddr): boolean
   /** `trusted`: the configured relay and bootstrap addresses, which may be dialed even where the platform's default would refuse them. */

@@ -29,6 +29,9 @@ import { repeatingTask } from '@libp2p/utils'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { logger } from '../utils/logger.ts'
 import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
+import { inboundGate } from '../peering/inbound-gate.ts'
+import type { ConnectionLimits } from '../platform/types.ts'
+import { RESERVATION_TTL, reservationKeeper } from './reservations.ts'
 
 const log = logger('relay')
 
@@ -47,6 +50,19 @@ export const DEFAULT_RELAY_PEERS_PER_ADDRESS = 256
 export const RELAYED_DURATION_LIMIT = 2 * 60_000
 /** ...or after this many bytes, whichever comes first. */
 export const RELAYED_DATA_LIMIT = 128n * 1024n
+export { RESERVATION_TTL }
+
+/**
+ * The relay's connection limits. Every reservation holder keeps a
+ * connection, and so do Node peers that only meet others through the relay:
+ * four connections per reservation, at least 1024 (libp2p's Node default,
+ * 300, was reached by 299 connections from one host; issue 10, finding 5).
+ * Upgrades as on a Node peer (`NODE_CONNECTION_LIMITS`): 5 s at most, and
+ * one still going after 2 s makes room when a newcomer needs it.
+ */
+export function relayConnectionLimits (maxReservations: number): ConnectionLimits {
+  return { maxConnections: Math.max(1024, 4 * maxReservations), maxPending: 1024, inboundUpgradeTimeout: 5_000, stalledAfter: 2_000 }
+}
 
 export interface RelayInit {
   /** libp2p listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0/ws', '/ip4/127.0.0.1/tcp/0'] */
@@ -66,13 +82,19 @@ export interface RelayInit {
   trusted?: string[]
   /** How often trusted peers that are not connected are redialed (ms). @default 10000 */
   trustedRedialInterval?: number
-  /** Peers that may hold a reservation at once. @default 256 */
+  /**
+   * Peers that may hold a reservation at once. A reservation lasts
+   * `RESERVATION_TTL` (10 min) unless renewed and is given back as soon as
+   * its holder disconnects; the relay keeps up to four connections per
+   * reservation (at least 1024). @default 256
+   */
   maxReservations?: number
   /**
    * Peers expected behind one IP address (a school or conservatory NAT):
-   * libp2p's inbound connections per second per host and pending inbound
-   * connections, and gossipsub's IP colocation threshold (libp2p's defaults,
-   * 5 per second and 10 peers, turn a class away). @default 256
+   * inbound connections per second and inbound connections still upgrading
+   * per address, and gossipsub's IP colocation threshold (libp2p's defaults,
+   * 5 per second and 10 pending for everybody, turn a class away); one
+   * address may keep twice as many open connections. @default 256
    */
   peersPerAddress?: number
 }
@@ -164,6 +186,9 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) throw new RelayConfigError(`expected httpPort to be a port number, got ${describe(httpPort)}`)
   const privateKey = await loadKey(init.keyFile)
 
+  const limits = crowdConnectionLimits(peersPerAddress, relayConnectionLimits(maxReservations))
+  const reservations = reservationKeeper(maxReservations)
+  const gate = inboundGate(limits.gate, { denyInboundRelayReservation: reservations.denyInboundRelayReservation })
   let libp2p: Libp2p
   try {
     libp2p = await createLibp2p({
@@ -172,7 +197,8 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       transports: [webSockets(), tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      connectionManager: crowdConnectionLimits(peersPerAddress),
+      connectionManager: limits.connectionManager,
+      connectionGater: gate,
       peerDiscovery: [pubsubPeerDiscovery()],
       services: {
         identify: identify(),
@@ -180,6 +206,7 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
         relay: circuitRelayServer({
           reservations: {
             maxReservations,
+            reservationTtl: RESERVATION_TTL,
             applyDefaultLimit: true,
             defaultDurationLimit: RELAYED_DURATION_LIMIT,
             defaultDataLimit: RELAYED_DATA_LIMIT
@@ -190,6 +217,7 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   } catch (err: any) {
     throw new RelayStartError(`libp2p could not start: ${err?.message ?? err}`)
   }
+  reservations.attach(libp2p, (libp2p.services as any).relay)
   // relay discovery messages between peers even though nobody here reads them
   ;(libp2p.services as any).pubsub.subscribe(TOPIC)
 
@@ -218,8 +246,22 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       return
     }
     if (path === '/health') {
-      const reservations = (libp2p.services as any).relay?.reservations?.size ?? 0
-      send(200, { status: 'ok', peerId: libp2p.peerId.toString(), connections: libp2p.getConnections().length, reservations, maxReservations, uptimeMs: Date.now() - started })
+      const held = (libp2p.services as any).relay?.reservations?.size ?? 0
+      const { refused, released } = reservations.stats()
+      const inbound = gate.stats()
+      send(200, {
+        status: 'ok',
+        peerId: libp2p.peerId.toString(),
+        connections: libp2p.getConnections().length,
+        maxConnections: limits.connectionManager.maxConnections,
+        reservations: held,
+        maxReservations,
+        reservationsRefused: refused,
+        reservationsReleased: released,
+        inboundRefused: inbound.refused,
+        inboundDropped: inbound.dropped,
+        uptimeMs: Date.now() - started
+      })
       return
     }
     send(404, { error: `no ${path}; try /config, /peers or /health` })

@@ -22,6 +22,7 @@ import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
 import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
+import { inboundGate } from '../peering/inbound-gate.ts'
 import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
 import type { IceServer, NppHelia, NppLibp2p } from '../types.ts'
 
@@ -194,13 +195,14 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
   const transports = await platform.transports({ relay: init.relay ?? false, iceServers: init.iceServers ?? [...DEFAULT_ICE_SERVERS] })
   // runs after libp2p has stopped (closers run last first)
   closers.push(transports.release)
+  const limits = crowdConnectionLimits(crowd, platform.connectionLimits)
   const helia = withBitswap(withLibp2pLight(light, {
     addresses: { listen: init.listen },
     transports: transports.transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: platform.connectionGater(init.trusted ?? []),
-    connectionManager: crowdConnectionLimits(crowd),
+    connectionGater: inboundGate(limits.gate, platform.connectionGater(init.trusted ?? [])),
+    connectionManager: limits.connectionManager,
     peerDiscovery: init.pubsubDiscovery ? [discovery.discovery] : [],
     services
   } as any), BITSWAP_OPTIONS) as unknown as NppHelia

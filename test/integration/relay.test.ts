@@ -29,6 +29,8 @@ describe('the relay', () => {
     assert.equal(health.peerId, r.peerId)
     assert.equal(health.reservations, 0)
     assert.equal(health.maxReservations, 256, 'room for many browsers (libp2p alone allows 15)')
+    assert.equal(health.maxConnections, 1024, 'a connection per reservation and more (libp2p alone allows 300)')
+    assert.deepEqual([health.reservationsRefused, health.reservationsReleased, health.inboundRefused, health.inboundDropped], [0, 0, 0, 0])
     const config = await getJson(`${r.httpUrl}/config`)
     assert.equal(config.peerId, r.peerId)
     assert.ok(config.websocket.length > 0 && config.websocket.every((m: string) => m.startsWith('/ip4/127.0.0.1/tcp/') && m.includes('/ws/p2p/')))
