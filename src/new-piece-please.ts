@@ -33,7 +33,7 @@ import type { NppComponents } from './components.ts'
 import type { OrbitDB } from './orbitdb/types.ts'
 import type {
   AbortOptions, Companion, JsonValue, NewPiecePleaseEvents, NewPiecePleaseInit, NppHelia, NppLibp2p, NppStats,
-  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult, HubStatus
+  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult, HubStatus, EntryRejectedDetail
 } from './types.ts'
 
 const log = logger('node')
@@ -125,7 +125,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const parts = this.parts
     if (parts == null) return this.lastStats
     const d = parts.discovery.stats
-    return { ...d, messagesDropped: { ...d.messagesDropped }, redials: parts.companions.redials }
+    return { ...d, messagesDropped: { ...d.messagesDropped }, redials: parts.companions.redials, entriesRejected: { ...parts.stack.guard.stats } }
   }
 
   /** The Helia node (advanced use). */
@@ -201,6 +201,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     })
     const { helia, libp2p, orbitdb } = stack
     this.lastPeerId = libp2p.peerId.toString()
+    stack.guard.addEventListener('entry:rejected', this.onEntryRejected)
     const components: NppComponents = { helia, libp2p, orbitdb, open: stack.open, events: this, logger: libp2p.logger }
 
     // reach the relay and the bootstrap peers while the databases open (and
@@ -268,6 +269,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       await closeOwnDatabases(parts.databases)
       this.parts = undefined
     }
+    this.stack?.guard.removeEventListener('entry:rejected', this.onEntryRejected)
     await this.stack?.close()
     this.stack = undefined
     log('stopped')
@@ -280,6 +282,10 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
 
   private readonly onPeerConnect = (evt: CustomEvent<PeerId>): void => {
     this.safeDispatchEvent('peer:connect', { detail: { peerId: evt.detail.toString() } })
+  }
+
+  private readonly onEntryRejected = (evt: CustomEvent<EntryRejectedDetail>): void => {
+    this.safeDispatchEvent('entry:rejected', { detail: evt.detail })
   }
 
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
@@ -446,7 +452,8 @@ function emptyStats (): NppStats {
     discoveriesSucceeded: 0,
     discoveriesFailed: 0,
     announcementsSent: 0,
-    redials: 0
+    redials: 0,
+    entriesRejected: { 'not-an-entry': 0, 'wrong-log': 0, 'unknown-identity': 0, 'not-a-writer': 0, 'bad-signature': 0, busy: 0 }
   }
 }
 

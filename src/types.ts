@@ -303,6 +303,32 @@ export interface DroppedMessageDetail {
  */
 export type DropReason = 'oversized' | 'not-json' | 'wrong-shape' | 'rate-limited' | 'queue-full' | 'invalid-user-db' | 'recently-failed' | 'forwarded' | 'duplicate-identity'
 
+/**
+ * Why a log entry from the network was refused before OrbitDB applied it (see
+ * `stats.entriesRejected`): `not-an-entry` (not a decodable OrbitDB entry, or
+ * too large), `wrong-log` (an entry of another database), `unknown-identity`
+ * (the identity it names could not be fetched and verified within the time
+ * limit), `not-a-writer` (an identity the database's access controller does
+ * not allow), `bad-signature` (not signed by the key of the identity it
+ * names), `busy` (too many entries of this database, or identities, being
+ * checked at once: dropped unchecked).
+ */
+export type EntryRejectReason = 'not-an-entry' | 'wrong-log' | 'unknown-identity' | 'not-a-writer' | 'bad-signature' | 'busy'
+
+export interface EntryRejectedDetail {
+  /** The database (own or a replica) it was sent for. */
+  address: string
+  /** The peer that delivered it (gossipsub's propagation source, or the other end of a heads exchange), when known. */
+  from?: string
+  reason: EntryRejectReason
+  /**
+   * How it came: on the database's gossipsub topic, in a heads exchange, or
+   * to the log itself (another way: behind an accepted head, or read from
+   * the owner by convergence).
+   */
+  via: 'pubsub' | 'heads' | 'log'
+}
+
 export interface NewPiecePleaseEvents {
   /** The instance is started and its databases are open. */
   ready: CustomEvent<{ peerId: string }>
@@ -320,6 +346,8 @@ export interface NewPiecePleaseEvents {
   'companion:offline': CustomEvent<Companion>
   /** A message or announcement from the network was dropped. */
   'message:dropped': CustomEvent<DroppedMessageDetail>
+  /** A log entry from the network was refused before OrbitDB applied it (see `EntryRejectReason`). */
+  'entry:rejected': CustomEvent<EntryRejectedDetail>
   /** A catalog (own or a companion's replica) changed. */
   'catalog:update': CustomEvent<{ owner: string, address: string }>
   /** A replica's sync state changed (see `ReplicaSync`): for a progress bar, or to say how fresh a companion's catalog is. */
@@ -374,4 +402,9 @@ export interface NppStats {
    */
   announcementsRetried?: number
   redials: number
+  /**
+   * Log entries from the network refused before OrbitDB applied them, by
+   * reason: not delivered to the database, not forwarded to other peers.
+   */
+  entriesRejected: Record<EntryRejectReason, number>
 }

@@ -7,8 +7,18 @@ declare module '@orbitdb/core' {
   export function Events (): DatabaseFactory<OrbitDBDatabase & { add(value: unknown): Promise<string> }>
   export function Database (init: DatabaseInit): Promise<OrbitDBDatabase>
   export function useDatabaseType (type: DatabaseType<any>): void
-  /** Log entries: `decode` reads an entry's bytes (its hash is computed from them). */
-  export const Entry: { decode (bytes: Uint8Array): Promise<OrbitDBEntry> }
+  /**
+   * Log entries: `decode` reads an entry's bytes (its hash is computed from
+   * them); `create` signs a new one with `identity`; `encode` gives its hash
+   * and bytes; `verify` checks `sig` against the entry's own `key` only.
+   */
+  export const Entry: {
+    decode (bytes: Uint8Array): Promise<OrbitDBEntry>
+    create (identity: unknown, id: string, payload: unknown, encryptPayloadFn?: unknown, clock?: { id: string, time: number } | null, next?: string[], refs?: string[]): Promise<OrbitDBEntry>
+    encode (entry: unknown): Promise<{ hash: string, bytes: Uint8Array }>
+    verify (identities: unknown, entry: OrbitDBEntry): Promise<boolean>
+    isEntry (value: unknown): boolean
+  }
   export function isValidAddress (address: unknown): boolean
   export function parseAddress (address: string): { hash: string, protocol: string, toString(): string }
   export function IPFSAccessController (options?: { write?: string[], storage?: OrbitDBStorage }): AccessControllerFactory

@@ -1,9 +1,12 @@
 /**
  * Every place this library changes how OrbitDB works from the inside, with
  * why and the version it was checked against (`@orbitdb/core` 4.0.0). The
- * other two are `quiet-close.ts` (OrbitDB's `console.error` of reads that our
- * own close cancels) and the entry storage in `../stack/stack.ts` whose
- * network reads a close can cancel.
+ * other three are `quiet-close.ts` (OrbitDB's `console.error` of reads that our
+ * own close cancels), the entry storage in `../stack/stack.ts` whose
+ * network reads a close can cancel, and `entry-guard.ts` (entries from the
+ * network checked before OrbitDB applies them: a gossipsub topic validator,
+ * OrbitDB's heads exchange streams filtered through `libp2p.handle` and
+ * `libp2p.dialProtocol`, and the access controller's `canAppend` replaced).
  */
 import type { OrbitDBDatabase } from './types.ts'
 

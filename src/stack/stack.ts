@@ -18,6 +18,7 @@ import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { openOnce } from './open-once.ts'
+import { EntryGuard } from '../orbitdb/entry-guard.ts'
 import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
@@ -75,6 +76,12 @@ export interface Stack {
    * database is closed when the last handle is.
    */
   open<D extends OrbitDBDatabase>(address: string, options?: OpenOptions): Promise<D>
+  /**
+   * Checks every log entry the network sends to a database opened through
+   * `open`, before OrbitDB applies it (`../orbitdb/entry-guard.ts`): its
+   * `stats` and `entry:rejected` events say what it refused.
+   */
+  guard: EntryGuard
   close(): Promise<void>
 }
 
@@ -107,6 +114,11 @@ export async function createStack (init: StackInit): Promise<Stack> {
     await runClosers(closers)
     throw new TypeError('the libp2p node needs a gossipsub service named "pubsub" (OrbitDB syncs through it)')
   }
+  // runs first at close (closers run last first): cancels every lookup, so
+  // no database's close waits on one
+  const guard = new EntryGuard({ ipfs: helia as any, identities: orbitdb.identities, libp2p, identity: orbitdb.identity as any })
+  guard.start()
+  closers.push(async () => { await guard.stop() })
 
   return {
     helia,
@@ -123,9 +135,11 @@ export async function createStack (init: StackInit): Promise<Stack> {
         ...inner,
         get: async (hash: string, signal?: AbortSignal) => await inner.get(hash, signal == null ? closing.signal : AbortSignal.any([signal, closing.signal]))
       }
-      const db = await orbitdb.open<D>(address, { entryStorage, ...options })
+      // sync starts once the entry guard is in place: nothing from the network reaches it unchecked
+      const db = await orbitdb.open<D>(address, { entryStorage, ...options, sync: false })
       if (!guarded.has(db)) {
         guarded.add(db)
+        guard.guard(db, closing.signal)
         db.events.on('error', (err: any) => { dbLog('%s: %s', db.address, err?.message ?? err) })
         const close = db.close
         db.close = async () => {
@@ -135,8 +149,10 @@ export async function createStack (init: StackInit): Promise<Stack> {
       } else {
         await entryStorage.close()
       }
+      if (options.sync !== false) await db.sync.start()
       return db
     }),
+    guard,
     async close () {
       await runClosers(closers)
     }

@@ -1,0 +1,520 @@
+/**
+ * Log entries from the network are checked before they can block anything
+ * (issue 10, finding 2). Anyone who knows a database's address can publish
+ * on its gossipsub topic or open OrbitDB's heads protocol for it, and OrbitDB
+ * applies whatever arrives in the database's one queue, the queue the
+ * owner's own writes wait in: its access controller looks the entry's
+ * identity up over bitswap with a 30 s time limit, and the queue has no
+ * bound. Entries signed by a throwaway identity (published nowhere, so the
+ * lookup can only time out) made `addNewPiece` take up to 28 s, stopped every
+ * write for 65 s through the heads protocol, took memory from 169 to 430 MB
+ * and made `stop()` hang; gossipsub forwarded them to companions, whose
+ * replicas stalled the same way.
+ *
+ * For every database opened through `Stack.open`, an entry from the network
+ * is checked before OrbitDB sees it, outside the database's queue:
+ *
+ * - on the database's gossipsub topic, by a topic validator: an entry that
+ *   fails is neither delivered nor forwarded (`Reject`, which also lowers
+ *   the sender's gossipsub score; `Ignore` when we were only too busy to
+ *   check it); at most `MAX_PENDING_ENTRIES` are checked at once per
+ *   database, more are dropped unchecked (`busy`);
+ * - in a heads exchange (OrbitDB's `/orbitdb/heads/<address>` protocol, both
+ *   the streams it accepts and the ones it dials): heads that fail are
+ *   dropped from the stream before OrbitDB reads them, and an exchange that
+ *   sends `MAX_REFUSED_HEADS` of them, or keeps OrbitDB waiting for its next
+ *   head over `HEADS_IDLE_TIMEOUT`, is cut (OrbitDB reads the heads of the
+ *   exchanges it dials in the queue that also applies the topic's updates,
+ *   and waits for them as long as the stream lives);
+ * - in the log itself (the access controller's `canAppend`, for entries that
+ *   reach the queue some other way, such as the ones behind a head): the same
+ *   check, answered from the cache for anything checked before.
+ *
+ * The check: a decodable entry of this database; an identity fetched
+ * (`IDENTITY_TIMEOUT`, `MAX_IDENTITY_LOOKUPS` at once), verified, and cached
+ * (`IDENTITY_CACHE_SIZE` verified identities; one that could not be fetched
+ * or verified is refused from the cache for `REFUSED_IDENTITY_TTL`); a key
+ * that is that identity's (OrbitDB 4.0.0 checks the signature against the
+ * key the entry carries and, apart, that the identity it names may write,
+ * never that the two belong together: an entry naming the owner's identity
+ * and signed with any other key was accepted into the owner's own catalog);
+ * the access controller's write list (fixed for an `ipfs` controller, `'*'`
+ * allows all; other controllers are asked); a valid signature. Refusals are
+ * counted by reason, logged (`npp:entry-guard`) and announced as
+ * `entry:rejected`. Our own identity is trusted from the start, so our own
+ * writes never wait on a lookup, and `stop()` cancels every lookup.
+ *
+ * Checked against `@orbitdb/core` 4.0.0 (`src/sync.js`, `src/database.js`,
+ * `src/oplog/log.js`, `src/oplog/entry.js`, `src/access-controllers/ipfs.js`,
+ * `src/identities/identities.js`), libp2p 3.3 and `@libp2p/gossipsub` 17.
+ */
+import { Entry, IPFSBlockStorage } from '@orbitdb/core'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import * as Block from 'multiformats/block'
+import * as dagCbor from '@ipld/dag-cbor'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { base58btc } from 'multiformats/bases/base58'
+import { TypedEventEmitter } from 'main-event'
+import { raceSignal } from 'race-signal'
+import { logger } from '../utils/logger.ts'
+import { deadline } from '../utils/abort.ts'
+import type { PeerId, Stream, StreamHandler } from '@libp2p/interface'
+import type { OrbitDBDatabase, OrbitDBEntry, OrbitDBIpfs, OrbitDBStorage } from './types.ts'
+import type { EntryRejectReason, EntryRejectedDetail, NppLibp2p } from '../types.ts'
+
+/** Time limit to fetch an identity an entry names (OrbitDB's own: 30 s, in the database's queue). */
+export const IDENTITY_TIMEOUT = 2_000
+/** Identities fetched over the network at once; entries that need one more are dropped unchecked (`busy`). */
+export const MAX_IDENTITY_LOOKUPS = 16
+/** Entries of one database checked at once from its gossipsub topic; more are dropped unchecked (`busy`). */
+export const MAX_PENDING_ENTRIES = 32
+/** Heads refused in one heads exchange before the exchange is cut. */
+export const MAX_REFUSED_HEADS = 8
+/** Longest wait for the next head of a heads exchange (an honest peer sends its few heads at once, then closes). */
+export const HEADS_IDLE_TIMEOUT = 10_000
+/** Verified identities kept. */
+export const IDENTITY_CACHE_SIZE = 1024
+/** How long an identity that could not be fetched or verified is refused without asking again. */
+export const REFUSED_IDENTITY_TTL = 30_000
+/** Entries larger than this are refused unread (a block is at most 1 MiB on the wire). */
+export const MAX_REMOTE_ENTRY_BYTES = 2 * 1024 * 1024
+
+const HEADS_PROTOCOL = '/orbitdb/heads/'
+/** Entries remembered per database as accepted from its topic. */
+const RECENT_ENTRIES = 256
+const ALL_REASONS: EntryRejectReason[] = ['not-an-entry', 'wrong-log', 'unknown-identity', 'not-a-writer', 'bad-signature', 'busy']
+
+/** An OrbitDB identity as `Identities.verifyIdentity` takes it. */
+export interface GuardIdentity {
+  id: string
+  publicKey: string
+  signatures: { id: string, publicKey: string }
+  type: string
+  hash: string
+  bytes?: Uint8Array
+}
+
+/** What the guard needs of OrbitDB's `Identities`. */
+export interface GuardIdentities {
+  verifyIdentity(identity: GuardIdentity): Promise<boolean>
+  verify(signature: string, publicKey: string, data: Uint8Array): Promise<boolean>
+}
+
+export interface EntryGuardComponents {
+  /** Identity blocks are fetched through it (bitswap). */
+  ipfs: OrbitDBIpfs
+  /** `orbitdb.identities`: verifies identities and signatures. */
+  identities: GuardIdentities
+  /** Whose heads protocol streams and gossipsub topic validators are guarded. */
+  libp2p: NppLibp2p
+  /** Trusted from the start: our own identity (own writes never wait on a lookup). */
+  identity?: GuardIdentity
+  /** Where identity blocks come from; default an `IPFSBlockStorage` on `ipfs` with `identityTimeout`. For tests. */
+  storage?: Pick<OrbitDBStorage, 'get' | 'close'>
+}
+
+export interface EntryGuardInit {
+  /** @default IDENTITY_TIMEOUT */
+  identityTimeout?: number
+  /** @default MAX_IDENTITY_LOOKUPS */
+  maxLookups?: number
+  /** @default MAX_PENDING_ENTRIES */
+  maxPending?: number
+  /** @default MAX_REFUSED_HEADS */
+  maxRefusedHeads?: number
+  /** @default HEADS_IDLE_TIMEOUT */
+  headsIdleTimeout?: number
+  /** @default REFUSED_IDENTITY_TTL */
+  refusedTtl?: number
+}
+
+export interface EntryGuardEvents {
+  'entry:rejected': CustomEvent<EntryRejectedDetail>
+}
+
+type Verdict = { ok: true, hash: string, known?: boolean } | { ok: false, reason: EntryRejectReason }
+
+interface Guarded {
+  address: string
+  /** An `ipfs` access controller's fixed write list; otherwise the controller itself is asked. */
+  write?: string[]
+  /** The access controller's own `canAppend`. */
+  canAppend: (entry: OrbitDBEntry) => Promise<boolean>
+  /** Entries arrive encrypted for replication: they cannot be read before OrbitDB decrypts them. */
+  sealed: boolean
+  /** Aborted when the database closes. */
+  signal: AbortSignal
+  /** Entries from the topic being checked now. */
+  pending: number
+  /** Whether the log has an entry. */
+  has: (hash: string) => Promise<boolean>
+  /** Entries from the topic accepted lately: the same entry again (a replay) is not checked or delivered twice. */
+  accepted: Bounded<string, true>
+}
+
+interface Refusal { at: number, timedOut: boolean }
+
+/** A `Map` that forgets its oldest entries beyond `size`. */
+class Bounded<K, V> extends Map<K, V> {
+  private readonly limit: number
+  constructor (limit: number) {
+    super()
+    this.limit = limit
+  }
+
+  override set (key: K, value: V): this {
+    this.delete(key)
+    super.set(key, value)
+    while (this.size > this.limit) this.delete(this.keys().next().value as K)
+    return this
+  }
+}
+
+export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
+  private readonly components: EntryGuardComponents
+  private readonly init: Required<EntryGuardInit>
+  private readonly log = logger('entry-guard')
+  private readonly storage: Promise<Pick<OrbitDBStorage, 'get' | 'close'>>
+  private readonly guarded = new Map<string, Guarded>()
+  private readonly verified = new Bounded<string, GuardIdentity>(IDENTITY_CACHE_SIZE)
+  private readonly refused = new Bounded<string, Refusal>(IDENTITY_CACHE_SIZE)
+  private readonly lookups = new Map<string, Promise<GuardIdentity | undefined>>()
+  private readonly validators = new WeakMap<Guarded, (peer: PeerId, message: Message) => Promise<TopicValidatorResult>>()
+  private readonly shutdown = new AbortController()
+  private restore?: () => void
+  /** Entries refused, by reason. */
+  readonly stats: Record<EntryRejectReason, number> = Object.fromEntries(ALL_REASONS.map(r => [r, 0])) as Record<EntryRejectReason, number>
+
+  constructor (components: EntryGuardComponents, init: EntryGuardInit = {}) {
+    super()
+    this.components = components
+    this.init = {
+      identityTimeout: init.identityTimeout ?? IDENTITY_TIMEOUT,
+      maxLookups: init.maxLookups ?? MAX_IDENTITY_LOOKUPS,
+      maxPending: init.maxPending ?? MAX_PENDING_ENTRIES,
+      maxRefusedHeads: init.maxRefusedHeads ?? MAX_REFUSED_HEADS,
+      headsIdleTimeout: init.headsIdleTimeout ?? HEADS_IDLE_TIMEOUT,
+      refusedTtl: init.refusedTtl ?? REFUSED_IDENTITY_TTL
+    }
+    this.storage = components.storage != null
+      ? Promise.resolve(components.storage)
+      // not pinned: a stranger's identity is not kept for it
+      : IPFSBlockStorage({ ipfs: components.ipfs, pin: false, timeout: this.init.identityTimeout })
+  }
+
+  /**
+   * Filter OrbitDB's heads exchanges: wrap `libp2p.handle` and
+   * `libp2p.dialProtocol` so that a stream of `/orbitdb/heads/<address>` for
+   * a guarded database reaches OrbitDB's `Sync` with the heads that fail
+   * taken out. OrbitDB registers its handler and dials through these two
+   * methods (`src/sync.js` startSync, handlePeerSubscribed); both are looked
+   * up on the libp2p node at each call. Other protocols pass untouched.
+   */
+  start (): void {
+    if (this.restore != null) return
+    const libp2p = this.components.libp2p
+    const handle = libp2p.handle
+    const dialProtocol = libp2p.dialProtocol
+    const own = (name: string): boolean => Object.prototype.hasOwnProperty.call(libp2p, name)
+    const ownHandle = own('handle')
+    const ownDial = own('dialProtocol')
+    const guardedHandle: typeof handle = async (protocol, handler, options) => {
+      const address = typeof protocol === 'string' ? addressOf(protocol) : undefined
+      if (address == null) return await handle.call(libp2p, protocol, handler, options)
+      const filtered: StreamHandler = async (stream, connection) => {
+        await handler(this.filterHeads(address, stream, connection.remotePeer), connection)
+      }
+      await handle.call(libp2p, protocol, filtered, options)
+    }
+    const guardedDial: typeof dialProtocol = async (peer, protocols, options) => {
+      const stream = await dialProtocol.call(libp2p, peer, protocols, options)
+      const address = addressOf(stream.protocol)
+      return address == null ? stream : this.filterHeads(address, stream, remotePeerOf(stream, peer))
+    }
+    libp2p.handle = guardedHandle
+    libp2p.dialProtocol = guardedDial
+    this.restore = () => {
+      // someone wrapped them again after us: theirs stay (ours pass everything once nothing is guarded)
+      if (libp2p.handle === guardedHandle) {
+        if (ownHandle) libp2p.handle = handle
+        else delete (libp2p as Partial<NppLibp2p>).handle
+      }
+      if (libp2p.dialProtocol === guardedDial) {
+        if (ownDial) libp2p.dialProtocol = dialProtocol
+        else delete (libp2p as Partial<NppLibp2p>).dialProtocol
+      }
+    }
+  }
+
+  /**
+   * Cancel every lookup and stop guarding (the streams and topics of what is
+   * still open are no longer checked; its log refuses entries of identities
+   * the guard has not verified before).
+   */
+  async stop (): Promise<void> {
+    this.shutdown.abort(new DOMException('the entry guard stopped', 'AbortError'))
+    this.restore?.()
+    this.restore = undefined
+    for (const address of [...this.guarded.keys()]) this.unguard(address)
+    await (await this.storage).close()
+  }
+
+  /**
+   * Guard `db`: a topic validator on its gossipsub topic, its heads exchanges
+   * filtered, its access controller's `canAppend` replaced by the guard's
+   * check. Call before its sync starts (open it with `sync: false`); `signal`
+   * is aborted when it closes. Returns the function that stops guarding it.
+   */
+  guard (db: OrbitDBDatabase, signal: AbortSignal): () => void {
+    if (this.shutdown.signal.aborted || this.guarded.has(db.address)) return () => {}
+    const access = db.access
+    const canAppend = access.canAppend.bind(access)
+    const encryption = (db.log as unknown as { encryption?: { replication?: unknown } }).encryption
+    const g: Guarded = {
+      address: db.address,
+      write: access.type === 'ipfs' && Array.isArray(access.write) ? [...access.write] : undefined,
+      canAppend,
+      sealed: encryption?.replication != null,
+      signal: AbortSignal.any([signal, this.shutdown.signal]),
+      pending: 0,
+      has: async (hash) => await db.log.has(hash),
+      accepted: new Bounded(RECENT_ENTRIES)
+    }
+    this.guarded.set(db.address, g)
+    access.canAppend = async (entry) => await this.canAppend(g, entry)
+    if (!g.sealed) this.components.libp2p.services.pubsub.topicValidators.set(db.address, this.validator(g))
+    const stop = (): void => { this.unguard(db.address, g) }
+    g.signal.addEventListener('abort', stop, { once: true })
+    return stop
+  }
+
+  private unguard (address: string, g = this.guarded.get(address)): void {
+    if (g == null || this.guarded.get(address) !== g) return
+    this.guarded.delete(address)
+    const validators = this.components.libp2p.services.pubsub.topicValidators
+    if (validators.get(address) === this.validators.get(g)) validators.delete(address)
+    this.validators.delete(g)
+  }
+
+  /** The gossipsub topic validator of `g`: nothing that fails is delivered to OrbitDB or forwarded. */
+  private validator (g: Guarded): (peer: PeerId, message: Message) => Promise<TopicValidatorResult> {
+    const validate = async (peer: PeerId, message: Message): Promise<TopicValidatorResult> => {
+      if (g.signal.aborted) return TopicValidatorResult.Ignore
+      if (g.pending >= this.init.maxPending) {
+        this.refuse(g, 'busy', 'pubsub', peer)
+        return TopicValidatorResult.Ignore
+      }
+      g.pending++
+      try {
+        const verdict = await this.checkBytes(g, message.data, true)
+        if (verdict.ok && verdict.known === true) {
+          this.log.trace('%s: %s again from %p, not delivered', g.address, verdict.hash, peer)
+          return TopicValidatorResult.Ignore
+        }
+        if (verdict.ok) {
+          g.accepted.set(verdict.hash, true)
+          return TopicValidatorResult.Accept
+        }
+        if (g.signal.aborted) return TopicValidatorResult.Ignore
+        this.refuse(g, verdict.reason, 'pubsub', peer)
+        return verdict.reason === 'busy' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+      } finally {
+        g.pending--
+      }
+    }
+    this.validators.set(g, validate)
+    return validate
+  }
+
+  /** `stream` as OrbitDB's `Sync` reads it: its heads that fail are taken out; too many of them cut the exchange. */
+  private filterHeads (address: string, stream: Stream, from: PeerId | undefined): Stream {
+    const g = this.guarded.get(address)
+    if (g == null || g.sealed) return stream
+    const heads = (): AsyncGenerator<unknown> => this.checkedHeads(g, stream, from)
+    return new Proxy(stream, {
+      get: (target, prop) => {
+        if (prop === Symbol.asyncIterator) return heads
+        const value = Reflect.get(target, prop, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  }
+
+  private async * checkedHeads (g: Guarded, stream: Stream, from: PeerId | undefined): AsyncGenerator<unknown> {
+    let refused = 0
+    const chunks = stream[Symbol.asyncIterator]()
+    for (;;) {
+      // the wait for the remote is bounded, not OrbitDB's work between two heads
+      const bound = deadline(this.init.headsIdleTimeout, g.signal, `the next head of ${g.address}`)
+      let next: IteratorResult<{ subarray(): Uint8Array }>
+      try {
+        next = await raceSignal(chunks.next(), bound.signal)
+      } catch (err) {
+        const cut = g.signal.aborted ? g.signal.reason : new HeadsExchangeCutError(`no head of ${g.address} from ${from?.toString() ?? 'a peer'} within ${this.init.headsIdleTimeout} ms`)
+        if (!g.signal.aborted) this.log('%s: cutting a heads exchange with %s: no head within %d ms', g.address, from?.toString() ?? 'a peer', this.init.headsIdleTimeout)
+        stream.abort(cut instanceof Error ? cut : new Error(String(err)))
+        // OrbitDB's exchange fails (an `error` event, `npp:sync`) rather than ending as if complete
+        throw cut
+      } finally {
+        bound.clear()
+      }
+      if (next.done === true) return
+      const chunk = next.value
+      const verdict = await this.checkBytes(g, chunk.subarray())
+      if (g.signal.aborted) {
+        stream.abort(g.signal.reason)
+        throw g.signal.reason
+      }
+      if (verdict.ok) {
+        yield chunk
+        continue
+      }
+      this.refuse(g, verdict.reason, 'heads', from)
+      if (++refused >= this.init.maxRefusedHeads) {
+        this.log('%s: cutting a heads exchange with %s after %d refused heads', g.address, from?.toString() ?? 'a peer', refused)
+        const cut = new HeadsExchangeCutError(`${refused} heads of ${g.address} from ${from?.toString() ?? 'a peer'} refused`)
+        stream.abort(cut)
+        throw cut
+      }
+    }
+  }
+
+  /** The access controller's check, for entries that reach the log (ours included): identity, key, write permission. */
+  private async canAppend (g: Guarded, entry: OrbitDBEntry): Promise<boolean> {
+    // our own appends carry no hash yet: never counted as refused
+    const remote = typeof entry.hash === 'string'
+    const identity = await this.identity(entry.identity, g.signal, { capped: false, retryTimedOut: true })
+    let reason: EntryRejectReason | undefined
+    if (identity === 'busy' || identity == null) {
+      // the database is closing: OrbitDB's close waits for this queue, so end now (an abort is logged quietly)
+      g.signal.throwIfAborted()
+      reason = 'unknown-identity'
+    } else if (entry.key !== identity.publicKey) {
+      reason = 'bad-signature'
+    } else if (!(await this.mayWrite(g, identity, entry))) {
+      reason = 'not-a-writer'
+    }
+    if (reason == null) return true
+    if (remote) this.refuse(g, reason, 'log')
+    return false
+  }
+
+  /** Decode and check one entry as it came from the network. */
+  private async checkBytes (g: Guarded, bytes: Uint8Array, skipKnown = false): Promise<Verdict> {
+    if (bytes.byteLength > MAX_REMOTE_ENTRY_BYTES) return { ok: false, reason: 'not-an-entry' }
+    let entry: OrbitDBEntry
+    try {
+      entry = await Entry.decode(bytes)
+    } catch {
+      return { ok: false, reason: 'not-an-entry' }
+    }
+    if (!Entry.isEntry(entry) || typeof entry.identity !== 'string' || typeof entry.key !== 'string' || typeof entry.sig !== 'string') return { ok: false, reason: 'not-an-entry' }
+    if (entry.id !== g.address) return { ok: false, reason: 'wrong-log' }
+    if (skipKnown && (g.accepted.has(entry.hash) || await g.has(entry.hash).catch(() => false))) return { ok: true, hash: entry.hash, known: true }
+    const identity = await this.identity(entry.identity, g.signal, { capped: true, retryTimedOut: false })
+    if (identity === 'busy') return { ok: false, reason: 'busy' }
+    if (identity == null) return { ok: false, reason: 'unknown-identity' }
+    if (entry.key !== identity.publicKey) return { ok: false, reason: 'bad-signature' }
+    if (!(await this.mayWrite(g, identity, entry))) return { ok: false, reason: 'not-a-writer' }
+    try {
+      if (!(await Entry.verify(this.components.identities, entry))) return { ok: false, reason: 'bad-signature' }
+    } catch {
+      return { ok: false, reason: 'bad-signature' }
+    }
+    return { ok: true, hash: entry.hash }
+  }
+
+  private async mayWrite (g: Guarded, identity: GuardIdentity, entry: OrbitDBEntry): Promise<boolean> {
+    if (g.write != null) return g.write.includes(identity.id) || g.write.includes('*')
+    // another kind of controller: ask it (the identity is in the blockstore by now)
+    const bound = deadline(this.init.identityTimeout, g.signal, 'asking the access controller')
+    try {
+      return await raceSignal(g.canAppend(entry), bound.signal)
+    } catch {
+      return false
+    } finally {
+      bound.clear()
+    }
+  }
+
+  /**
+   * The verified identity `hash`, from the cache or fetched once for all who
+   * ask at the same time; `undefined` if it cannot be fetched in time or is
+   * not valid; `busy` when `capped` and too many are being fetched already.
+   * `signal` ends the wait (not the fetch, which others may share).
+   */
+  private async identity (hash: unknown, signal: AbortSignal, options: { capped: boolean, retryTimedOut: boolean }): Promise<GuardIdentity | undefined | 'busy'> {
+    if (typeof hash !== 'string' || hash.length === 0 || hash.length > 256) return undefined
+    // ours, whatever the cache has forgotten
+    if (hash === this.components.identity?.hash) return this.components.identity
+    const known = this.verified.get(hash)
+    if (known != null) return known
+    const refusal = this.refused.get(hash)
+    if (refusal != null && Date.now() - refusal.at < this.init.refusedTtl && !(refusal.timedOut && options.retryTimedOut)) return undefined
+    let lookup = this.lookups.get(hash)
+    if (lookup == null) {
+      if (this.shutdown.signal.aborted) return undefined
+      if (options.capped && this.lookups.size >= this.init.maxLookups) return 'busy'
+      lookup = this.lookup(hash).finally(() => { this.lookups.delete(hash) })
+      this.lookups.set(hash, lookup)
+    }
+    try {
+      return await raceSignal(lookup, signal)
+    } catch {
+      return undefined
+    }
+  }
+
+  private async lookup (hash: string): Promise<GuardIdentity | undefined> {
+    const bound = deadline(this.init.identityTimeout, this.shutdown.signal, `fetching identity ${hash}`)
+    const signal = bound.signal
+    let timedOut = false
+    try {
+      const storage = await this.storage
+      const bytes = await raceSignal(storage.get(hash, signal), signal) as Uint8Array | undefined
+      if (bytes == null) throw new Error('not found')
+      const { cid, value } = await Block.decode<any, number, number>({ bytes, codec: dagCbor, hasher: sha256 })
+      if (cid.toString(base58btc) !== hash) throw new Error('its block does not match its hash')
+      const identity: GuardIdentity = { id: value?.id, publicKey: value?.publicKey, signatures: { ...value?.signatures }, type: value?.type, hash, bytes }
+      if (!(await this.components.identities.verifyIdentity(identity))) throw new Error('its signatures do not verify')
+      this.verified.set(hash, identity)
+      this.refused.delete(hash)
+      return identity
+    } catch (err: any) {
+      if (this.shutdown.signal.aborted) return undefined
+      timedOut = signal.aborted
+      this.refused.set(hash, { at: Date.now(), timedOut })
+      this.log('identity %s refused for %d ms: %s', hash, this.init.refusedTtl, timedOut ? `not fetched within ${this.init.identityTimeout} ms` : err?.message ?? err)
+      return undefined
+    } finally {
+      bound.clear()
+    }
+  }
+
+  private refuse (g: Guarded, reason: EntryRejectReason, via: EntryRejectedDetail['via'], from?: PeerId): void {
+    this.stats[reason]++
+    const detail: EntryRejectedDetail = { address: g.address, reason, via, ...(from != null ? { from: from.toString() } : {}) }
+    // one line per refusal would flood the log: the first of each kind, then a count
+    const n = this.stats[reason]
+    if (n === 1 || (n & (n - 1)) === 0) this.log('%s: refused an entry via %s from %s (%s; %d so far)', g.address, via, detail.from ?? 'a peer', reason, n)
+    else this.log.trace('%s: refused an entry via %s from %s (%s)', g.address, via, detail.from ?? 'a peer', reason)
+    this.safeDispatchEvent('entry:rejected', { detail })
+  }
+}
+
+/** A heads exchange was ended by the guard (too many refused heads, or none in time). */
+export class HeadsExchangeCutError extends Error {
+  override name = 'HeadsExchangeCutError'
+}
+
+/** The database address of an OrbitDB heads protocol id, or undefined. */
+function addressOf (protocol: string | undefined): string | undefined {
+  if (protocol == null || !protocol.startsWith(HEADS_PROTOCOL)) return undefined
+  return '/' + protocol.slice(HEADS_PROTOCOL.length)
+}
+
+function remotePeerOf (stream: Stream, peer: unknown): PeerId | undefined {
+  const remote = (stream as unknown as { remotePeer?: PeerId }).remotePeer
+  if (remote != null) return remote
+  return typeof (peer as PeerId)?.toMultihash === 'function' ? peer as PeerId : undefined
+}
