@@ -15,10 +15,11 @@
  * is checked before OrbitDB sees it, outside the database's queue:
  *
  * - on the database's gossipsub topic, by a topic validator: an entry that
- *   fails is neither delivered nor forwarded (`Reject`, which also lowers
- *   the sender's gossipsub score; `Ignore` when we were only too busy to
- *   check it); at most `MAX_PENDING_ENTRIES` are checked at once per
- *   database, more are dropped unchecked (`busy`);
+ *   fails is neither delivered nor forwarded (`Reject` for an entry shown to
+ *   be bad, `Ignore` when we could not tell: an identity not fetched yet, no
+ *   room to check); at most `MAX_PENDING_ENTRIES` are checked at once per
+ *   database, more are dropped unchecked (`busy`), and an entry accepted
+ *   lately or already in the log is not delivered again;
  * - in a heads exchange (OrbitDB's `/orbitdb/heads/<address>` protocol, both
  *   the streams it accepts and the ones it dials): heads that fail are
  *   dropped from the stream before OrbitDB reads them, and an exchange that
@@ -31,9 +32,11 @@
  *   check, answered from the cache for anything checked before.
  *
  * The check: a decodable entry of this database; an identity fetched
- * (`IDENTITY_TIMEOUT`, `MAX_IDENTITY_LOOKUPS` at once), verified, and cached
- * (`IDENTITY_CACHE_SIZE` verified identities; one that could not be fetched
- * or verified is refused from the cache for `REFUSED_IDENTITY_TTL`); a key
+ * (waited for `IDENTITY_TIMEOUT`, fetched for up to `IDENTITY_FETCH_TIMEOUT`;
+ * `MAX_IDENTITY_LOOKUPS` at once, `MAX_LOOKUPS_PER_PEER` for the entries of
+ * one peer), verified, and cached (`IDENTITY_CACHE_SIZE` verified
+ * identities; one that could not be fetched or verified is refused from the
+ * cache for `REFUSED_IDENTITY_TTL`); a key
  * that is that identity's (OrbitDB 4.0.0 checks the signature against the
  * key the entry carries and, apart, that the identity it names may write,
  * never that the two belong together: an entry naming the owner's identity
@@ -62,10 +65,19 @@ import type { PeerId, Stream, StreamHandler } from '@libp2p/interface'
 import type { OrbitDBDatabase, OrbitDBEntry, OrbitDBIpfs, OrbitDBStorage } from './types.ts'
 import type { EntryRejectReason, EntryRejectedDetail, NppLibp2p } from '../types.ts'
 
-/** Time limit to fetch an identity an entry names (OrbitDB's own: 30 s, in the database's queue). */
+/**
+ * Longest wait for the identity an entry names before the entry is dropped
+ * (OrbitDB's own: 30 s, in the database's queue). Its fetch goes on, up to
+ * `IDENTITY_FETCH_TIMEOUT`, so the next entry that names it finds it: a slow
+ * honest peer (a page still setting up) costs one round of entries.
+ */
 export const IDENTITY_TIMEOUT = 2_000
+/** Time limit to fetch an identity. */
+export const IDENTITY_FETCH_TIMEOUT = 20_000
 /** Identities fetched over the network at once; entries that need one more are dropped unchecked (`busy`). */
-export const MAX_IDENTITY_LOOKUPS = 16
+export const MAX_IDENTITY_LOOKUPS = 32
+/** Identity fetches started by entries one peer delivered; its entries that need one more are dropped unchecked (`busy`). */
+export const MAX_LOOKUPS_PER_PEER = 4
 /** Entries of one database checked at once from its gossipsub topic; more are dropped unchecked (`busy`). */
 export const MAX_PENDING_ENTRIES = 32
 /** Heads refused in one heads exchange before the exchange is cut. */
@@ -109,15 +121,19 @@ export interface EntryGuardComponents {
   libp2p: NppLibp2p
   /** Trusted from the start: our own identity (own writes never wait on a lookup). */
   identity?: GuardIdentity
-  /** Where identity blocks come from; default an `IPFSBlockStorage` on `ipfs` with `identityTimeout`. For tests. */
+  /** Where identity blocks come from; default an `IPFSBlockStorage` on `ipfs` with `fetchTimeout`. For tests. */
   storage?: Pick<OrbitDBStorage, 'get' | 'close'>
 }
 
 export interface EntryGuardInit {
   /** @default IDENTITY_TIMEOUT */
   identityTimeout?: number
+  /** @default IDENTITY_FETCH_TIMEOUT */
+  fetchTimeout?: number
   /** @default MAX_IDENTITY_LOOKUPS */
   maxLookups?: number
+  /** @default MAX_LOOKUPS_PER_PEER */
+  maxLookupsPerPeer?: number
   /** @default MAX_PENDING_ENTRIES */
   maxPending?: number
   /** @default MAX_REFUSED_HEADS */
@@ -178,7 +194,9 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
   private readonly guarded = new Map<string, Guarded>()
   private readonly verified = new Bounded<string, GuardIdentity>(IDENTITY_CACHE_SIZE)
   private readonly refused = new Bounded<string, Refusal>(IDENTITY_CACHE_SIZE)
-  private readonly lookups = new Map<string, Promise<GuardIdentity | undefined>>()
+  private readonly lookups = new Map<string, { fetched: Promise<GuardIdentity | undefined>, since: number }>()
+  /** Fetches in flight by the peer whose entry started them. */
+  private readonly lookupsBy = new Map<string, number>()
   private readonly validators = new WeakMap<Guarded, (peer: PeerId, message: Message) => Promise<TopicValidatorResult>>()
   private readonly shutdown = new AbortController()
   private restore?: () => void
@@ -190,7 +208,9 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     this.components = components
     this.init = {
       identityTimeout: init.identityTimeout ?? IDENTITY_TIMEOUT,
+      fetchTimeout: init.fetchTimeout ?? IDENTITY_FETCH_TIMEOUT,
       maxLookups: init.maxLookups ?? MAX_IDENTITY_LOOKUPS,
+      maxLookupsPerPeer: init.maxLookupsPerPeer ?? MAX_LOOKUPS_PER_PEER,
       maxPending: init.maxPending ?? MAX_PENDING_ENTRIES,
       maxRefusedHeads: init.maxRefusedHeads ?? MAX_REFUSED_HEADS,
       headsIdleTimeout: init.headsIdleTimeout ?? HEADS_IDLE_TIMEOUT,
@@ -199,7 +219,7 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     this.storage = components.storage != null
       ? Promise.resolve(components.storage)
       // not pinned: a stranger's identity is not kept for it
-      : IPFSBlockStorage({ ipfs: components.ipfs, pin: false, timeout: this.init.identityTimeout })
+      : IPFSBlockStorage({ ipfs: components.ipfs, pin: false, timeout: this.init.fetchTimeout })
   }
 
   /**
@@ -306,7 +326,7 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       }
       g.pending++
       try {
-        const verdict = await this.checkBytes(g, message.data, true)
+        const verdict = await this.checkBytes(g, message.data, peer, true)
         if (verdict.ok && verdict.known === true) {
           this.log.trace('%s: %s again from %p, not delivered', g.address, verdict.hash, peer)
           return TopicValidatorResult.Ignore
@@ -317,7 +337,8 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
         }
         if (g.signal.aborted) return TopicValidatorResult.Ignore
         this.refuse(g, verdict.reason, 'pubsub', peer)
-        return verdict.reason === 'busy' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+        // what we could not tell (an identity not fetched yet, no room to check) is dropped, not held against the sender
+        return verdict.reason === 'busy' || verdict.reason === 'unknown-identity' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
       } finally {
         g.pending--
       }
@@ -360,7 +381,7 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       }
       if (next.done === true) return
       const chunk = next.value
-      const verdict = await this.checkBytes(g, chunk.subarray())
+      const verdict = await this.checkBytes(g, chunk.subarray(), from)
       if (g.signal.aborted) {
         stream.abort(g.signal.reason)
         throw g.signal.reason
@@ -383,7 +404,7 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
   private async canAppend (g: Guarded, entry: OrbitDBEntry): Promise<boolean> {
     // our own appends carry no hash yet: never counted as refused
     const remote = typeof entry.hash === 'string'
-    const identity = await this.identity(entry.identity, g.signal, { capped: false, retryTimedOut: true })
+    const identity = await this.identity(entry.identity, g.signal, { retryTimedOut: true })
     let reason: EntryRejectReason | undefined
     if (identity === 'busy' || identity == null) {
       // the database is closing: OrbitDB's close waits for this queue, so end now (an abort is logged quietly)
@@ -400,7 +421,7 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
   }
 
   /** Decode and check one entry as it came from the network. */
-  private async checkBytes (g: Guarded, bytes: Uint8Array, skipKnown = false): Promise<Verdict> {
+  private async checkBytes (g: Guarded, bytes: Uint8Array, from: PeerId | undefined, skipKnown = false): Promise<Verdict> {
     if (bytes.byteLength > MAX_REMOTE_ENTRY_BYTES) return { ok: false, reason: 'not-an-entry' }
     let entry: OrbitDBEntry
     try {
@@ -411,7 +432,8 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     if (!Entry.isEntry(entry) || typeof entry.identity !== 'string' || typeof entry.key !== 'string' || typeof entry.sig !== 'string') return { ok: false, reason: 'not-an-entry' }
     if (entry.id !== g.address) return { ok: false, reason: 'wrong-log' }
     if (skipKnown && (g.accepted.has(entry.hash) || await g.has(entry.hash).catch(() => false))) return { ok: true, hash: entry.hash, known: true }
-    const identity = await this.identity(entry.identity, g.signal, { capped: true, retryTimedOut: false })
+    // entries from an unknown peer share one budget of fetches
+    const identity = await this.identity(entry.identity, g.signal, { peer: from?.toString() ?? '', retryTimedOut: false })
     if (identity === 'busy') return { ok: false, reason: 'busy' }
     if (identity == null) return { ok: false, reason: 'unknown-identity' }
     if (entry.key !== identity.publicKey) return { ok: false, reason: 'bad-signature' }
@@ -438,12 +460,15 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
   }
 
   /**
-   * The verified identity `hash`, from the cache or fetched once for all who
-   * ask at the same time; `undefined` if it cannot be fetched in time or is
-   * not valid; `busy` when `capped` and too many are being fetched already.
-   * `signal` ends the wait (not the fetch, which others may share).
+   * The verified identity `hash`: from the cache, or fetched once for all who
+   * ask (at most `maxLookups` fetches at once, `maxLookupsPerPeer` started by
+   * entries one peer delivered: `busy` beyond). The answer waits at most
+   * `identityTimeout` from the fetch's start (or until `signal`): `undefined`
+   * then, while the fetch goes on up to `fetchTimeout`, so an entry that names
+   * it once it has come finds it.
+   * `undefined` too for one that could not be fetched or verified lately.
    */
-  private async identity (hash: unknown, signal: AbortSignal, options: { capped: boolean, retryTimedOut: boolean }): Promise<GuardIdentity | undefined | 'busy'> {
+  private async identity (hash: unknown, signal: AbortSignal, options: { peer?: string, retryTimedOut: boolean }): Promise<GuardIdentity | undefined | 'busy'> {
     if (typeof hash !== 'string' || hash.length === 0 || hash.length > 256) return undefined
     // ours, whatever the cache has forgotten
     if (hash === this.components.identity?.hash) return this.components.identity
@@ -452,23 +477,36 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     const refusal = this.refused.get(hash)
     if (refusal != null && Date.now() - refusal.at < this.init.refusedTtl && !(refusal.timedOut && options.retryTimedOut)) return undefined
     let lookup = this.lookups.get(hash)
+    // asked for a while already: not here yet (entries naming it cost nothing more while it comes)
+    if (lookup != null && Date.now() - lookup.since >= this.init.identityTimeout) return undefined
     if (lookup == null) {
       if (this.shutdown.signal.aborted) return undefined
-      if (options.capped && this.lookups.size >= this.init.maxLookups) return 'busy'
-      lookup = this.lookup(hash).finally(() => { this.lookups.delete(hash) })
+      const peer = options.peer
+      if (peer != null && (this.lookups.size >= this.init.maxLookups || (this.lookupsBy.get(peer) ?? 0) >= this.init.maxLookupsPerPeer)) return 'busy'
+      if (peer != null) this.lookupsBy.set(peer, (this.lookupsBy.get(peer) ?? 0) + 1)
+      const fetched = this.lookup(hash).finally(() => {
+        this.lookups.delete(hash)
+        if (peer == null) return
+        const n = (this.lookupsBy.get(peer) ?? 1) - 1
+        if (n > 0) this.lookupsBy.set(peer, n)
+        else this.lookupsBy.delete(peer)
+      })
+      lookup = { fetched, since: Date.now() }
       this.lookups.set(hash, lookup)
     }
+    const answer = deadline(this.init.identityTimeout - (Date.now() - lookup.since), signal, `the identity ${hash}`)
     try {
-      return await raceSignal(lookup, signal)
+      return await raceSignal(lookup.fetched, answer.signal)
     } catch {
       return undefined
+    } finally {
+      answer.clear()
     }
   }
 
   private async lookup (hash: string): Promise<GuardIdentity | undefined> {
-    const bound = deadline(this.init.identityTimeout, this.shutdown.signal, `fetching identity ${hash}`)
+    const bound = deadline(this.init.fetchTimeout, this.shutdown.signal, `fetching identity ${hash}`)
     const signal = bound.signal
-    let timedOut = false
     try {
       const storage = await this.storage
       const bytes = await raceSignal(storage.get(hash, signal), signal) as Uint8Array | undefined
@@ -482,9 +520,9 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       return identity
     } catch (err: any) {
       if (this.shutdown.signal.aborted) return undefined
-      timedOut = signal.aborted
+      const timedOut = signal.aborted
       this.refused.set(hash, { at: Date.now(), timedOut })
-      this.log('identity %s refused for %d ms: %s', hash, this.init.refusedTtl, timedOut ? `not fetched within ${this.init.identityTimeout} ms` : err?.message ?? err)
+      this.log('identity %s refused for %d ms: %s', hash, this.init.refusedTtl, timedOut ? `not fetched within ${this.init.fetchTimeout} ms` : err?.message ?? err)
       return undefined
     } finally {
       bound.clear()

@@ -58,7 +58,7 @@ describe('EntryGuard', () => {
 
   async function build (init: EntryGuardInit = {}, write = [writer.id]): Promise<(data: Uint8Array) => Promise<TopicValidatorResult>> {
     libp2p = fakeLibp2p()
-    guard = new EntryGuard({ ipfs: {} as any, identities, libp2p, storage: store }, { identityTimeout: 50, ...init })
+    guard = new EntryGuard({ ipfs: {} as any, identities, libp2p, storage: store }, { identityTimeout: 50, fetchTimeout: 50, ...init })
     guard.start()
     rejected = []
     guard.addEventListener('entry:rejected', e => { rejected.push(e.detail) })
@@ -87,7 +87,8 @@ describe('EntryGuard', () => {
     assert.equal(await validate(new Uint8Array([1, 2, 3])), TopicValidatorResult.Reject)
     assert.equal(await validate(await entryBytes(writer, 'x', '/orbitdb/zdpuAnotherLog')), TopicValidatorResult.Reject)
     assert.equal(await validate(await entryBytes(other)), TopicValidatorResult.Reject)
-    assert.equal(await validate(await entryBytes(stranger)), TopicValidatorResult.Reject)
+    // could not tell: dropped, not held against the sender
+    assert.equal(await validate(await entryBytes(stranger)), TopicValidatorResult.Ignore)
     // names the writer's identity, signed with another key: OrbitDB 4.0.0 accepts it
     const forged = await Entry.create({ ...other, hash: writer.hash }, ADDRESS, 'forged', undefined, { id: other.publicKey, time: 2 }, [], [])
     assert.equal(await validate((await Entry.encode(forged)).bytes), TopicValidatorResult.Reject)
@@ -119,13 +120,42 @@ describe('EntryGuard', () => {
     await validate(await entryBytes(stranger, 1))
     assert.ok(Date.now() - t0 >= 40, 'the first lookup of the stranger ran to its time limit')
     const t1 = Date.now()
-    assert.equal(await validate(await entryBytes(stranger, 2)), TopicValidatorResult.Reject)
+    assert.equal(await validate(await entryBytes(stranger, 2)), TopicValidatorResult.Ignore)
     assert.ok(Date.now() - t1 < 40, 'the second is refused from the cache')
     assert.deepEqual(store.asked, [writer.hash, stranger.hash])
   })
 
+  it('drops an entry whose identity is slow to come, and finds it for the next one (the fetch goes on)', async () => {
+    const late = await identities.createIdentity({ id: 'late' })
+    const get = store.get
+    store.get = async (hash, signal) => {
+      if (hash !== late.hash) return await get(hash, signal)
+      store.asked.push(hash)
+      await new Promise(resolve => setTimeout(resolve, 150))
+      return late.bytes
+    }
+    const write = await build({ identityTimeout: 50, fetchTimeout: 5_000 }, [late.id])
+    assert.equal(await write(await entryBytes(late, 1)), TopicValidatorResult.Ignore)
+    assert.equal(rejected.at(-1)?.reason, 'unknown-identity')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    assert.equal(await write(await entryBytes(late, 2)), TopicValidatorResult.Accept)
+    assert.deepEqual(store.asked, [late.hash], 'fetched once')
+  })
+
+  it('looks up no more than `maxLookupsPerPeer` identities for the entries of one peer', async () => {
+    await build({ maxLookupsPerPeer: 1, identityTimeout: 20, fetchTimeout: 10_000 })
+    const validator = libp2p.services.pubsub.topicValidators.get(ADDRESS)
+    const from = (id: string): any => ({ toString: () => id })
+    const a = await identities.createIdentity({ id: 'a' })
+    const b = await identities.createIdentity({ id: 'b' })
+    assert.equal(await validator(from('flooder'), { data: await entryBytes(a) }), TopicValidatorResult.Ignore)
+    assert.equal(await validator(from('flooder'), { data: await entryBytes(b) }), TopicValidatorResult.Ignore)
+    assert.deepEqual(rejected.map(r => r.reason), ['unknown-identity', 'busy'], 'its second fetch waits for its first')
+    assert.equal(await validator(from('honest'), { data: await entryBytes(writer) }), TopicValidatorResult.Accept, 'another peer\'s entries are checked')
+  })
+
   it('looks up no more than `maxLookups` identities at once, and drops entries of one database beyond `maxPending` unchecked', async () => {
-    const validate = await build({ maxLookups: 1, identityTimeout: 10_000 })
+    const validate = await build({ maxLookups: 1, identityTimeout: 10_000, fetchTimeout: 10_000 })
     const a = await identities.createIdentity({ id: 'a' })
     const b = await identities.createIdentity({ id: 'b' })
     const first = validate(await entryBytes(a))
@@ -134,7 +164,7 @@ describe('EntryGuard', () => {
     await guard.stop()
     assert.equal(await first, TopicValidatorResult.Ignore, 'stop() ends the lookup at once')
 
-    const validate2 = await build({ maxPending: 2, identityTimeout: 10_000 })
+    const validate2 = await build({ maxPending: 2, identityTimeout: 10_000, fetchTimeout: 10_000 })
     const waiting = [validate2(await entryBytes(stranger, 1)), validate2(await entryBytes(stranger, 2))]
     assert.equal(await validate2(await entryBytes(writer)), TopicValidatorResult.Ignore)
     assert.equal(rejected.at(-1)?.reason, 'busy')
