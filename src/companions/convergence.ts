@@ -15,6 +15,7 @@
  * synced, owner unreachable since) and reports changes as `catalog:sync`.
  */
 import { Entry } from '@orbitdb/core'
+import pRetry, { AbortError } from 'p-retry'
 import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
 import { deliverHeads } from '../orbitdb/patches.ts'
 import { nextEvent, withDeadline } from '../utils/abort.ts'
@@ -30,6 +31,8 @@ export const DEFAULT_SYNC_INTERVAL = 60_000
 export const HEADS_TIMEOUT = 10_000
 /** Time limit for the entries behind missing heads to arrive. */
 export const FETCH_TIMEOUT = 60_000
+/** Further tries at reading an owner's heads after a failure, before the next round. */
+const HEADS_RETRIES = 3
 /** Replicas checked at once in a periodic round. */
 const ROUND_CONCURRENCY = 4
 /** A head is one log entry: bounded like a block (1 MiB), with room. */
@@ -101,12 +104,12 @@ export class Convergence implements Startable {
     for (const t of this.tracked.values()) for (const wake of t.waiters.splice(0)) wake()
   }
 
-  /** The sync state of the replica at `address` (its catalog address). */
+  /** The sync state of `replica`. */
   state (replica: Replica): ReplicaSync {
+    // only our own check counts: OrbitDB's 'join' also follows an exchange
+    // that brought nothing (its dialer closes before the owner has sent)
     const t = this.tracked.get(replica.address)
-    if (t != null) return { ...t.state }
-    // OrbitDB's own exchange with the owner counts too
-    return replica.synced ? { state: 'synced', syncedAt: Date.now() } : { state: 'never' }
+    return t == null ? { state: 'never' } : { ...t.state }
   }
 
   /** Resolves when the replica is next known to be synced, or when `signal` fires. */
@@ -131,7 +134,7 @@ export class Convergence implements Startable {
   private track (replica: Replica): Tracked {
     let t = this.tracked.get(replica.address)
     if (t == null) {
-      t = { state: replica.synced ? { state: 'synced', syncedAt: Date.now() } : { state: 'never' }, waiters: [] }
+      t = { state: { state: 'never' }, waiters: [] }
       this.tracked.set(replica.address, t)
     }
     return t
@@ -146,7 +149,12 @@ export class Convergence implements Startable {
     }
     const signal = this.shutdown.signal
     try {
-      const heads: RemoteHead[] = await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(connection, replica, bounded))
+      // a stream reset or a busy owner passes: a few quick tries before the next round
+      const heads: RemoteHead[] = await pRetry(async () => {
+        const link = this.directConnection(connection.remotePeer)
+        if (link == null) throw new AbortError(`${replica.owner} is no longer linked directly`)
+        return await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(link, replica, bounded))
+      }, { retries: HEADS_RETRIES, minTimeout: 500, factor: 2, randomize: true, signal })
       const missing: typeof heads = []
       for (const head of heads) if (!(await replica.db.log.has(head.hash))) missing.push(head)
       if (missing.length === 0) {
