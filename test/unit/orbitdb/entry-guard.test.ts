@@ -128,17 +128,30 @@ describe('EntryGuard', () => {
   it('drops an entry whose identity is slow to come, and finds it for the next one (the fetch goes on)', async () => {
     const late = await identities.createIdentity({ id: 'late' })
     const get = store.get
+    // the fetch answers only once the first entry has given up waiting for it
+    let release = (): void => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    let answered = (): void => {}
+    const fetched = new Promise<void>(resolve => { answered = resolve })
     store.get = async (hash, signal) => {
       if (hash !== late.hash) return await get(hash, signal)
       store.asked.push(hash)
-      await new Promise(resolve => setTimeout(resolve, 150))
+      await released
+      setImmediate(answered)
       return late.bytes
     }
     const write = await build({ identityTimeout: 50, fetchTimeout: 5_000 }, [late.id])
     assert.equal(await write(await entryBytes(late, 1)), TopicValidatorResult.Ignore)
     assert.equal(rejected.at(-1)?.reason, 'unknown-identity')
-    await new Promise(resolve => setTimeout(resolve, 200))
-    assert.equal(await write(await entryBytes(late, 2)), TopicValidatorResult.Accept)
+    release()
+    await fetched
+    // the fetched identity is verified and cached a few ticks later: the next entry finds it
+    let result = await write(await entryBytes(late, 2))
+    for (const until = Date.now() + 2000; result !== TopicValidatorResult.Accept && Date.now() < until;) {
+      await new Promise(resolve => setImmediate(resolve))
+      result = await write(await entryBytes(late, 2))
+    }
+    assert.equal(result, TopicValidatorResult.Accept)
     assert.deepEqual(store.asked, [late.hash], 'fetched once')
   })
 
