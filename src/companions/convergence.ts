@@ -150,10 +150,16 @@ export class Convergence implements Startable {
     const signal = this.shutdown.signal
     try {
       // a stream reset or a busy owner passes: a few quick tries before the next round
+      // an empty answer to an empty replica is asked again a few times before
+      // it is believed: an owner whose handler raced its reply (seen with
+      // OrbitDB's, under load) also answers nothing
+      let emptyAnswers = 0
       const heads: RemoteHead[] = await pRetry(async () => {
         const link = this.directConnection(connection.remotePeer)
         if (link == null) throw new AbortError(`${replica.owner} is no longer linked directly`)
-        return await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(link, replica, bounded))
+        const answer = await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(link, replica, bounded))
+        if (answer.length === 0 && emptyAnswers++ < HEADS_RETRIES && (await replica.db.log.heads()).length === 0) throw new Error(`${replica.owner} sent no heads for ${replica.address}`)
+        return answer
       }, { retries: HEADS_RETRIES, minTimeout: 500, factor: 2, randomize: true, signal })
       const missing: typeof heads = []
       for (const head of heads) if (!(await replica.db.log.has(head.hash))) missing.push(head)
