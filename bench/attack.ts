@@ -24,7 +24,7 @@ import { join } from 'node:path'
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Entry, Identities, KeyStore, MemoryStorage, KeyValue, IPFSAccessController } from '@orbitdb/core'
+import { KeyValue, IPFSAccessController } from '@orbitdb/core'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -47,6 +47,7 @@ import { fromString } from 'uint8arrays'
 import { BitswapMessage, WantType } from '../node_modules/@helia/bitswap/dist/src/pb/message.js'
 import { createNewPiecePlease, type NewPiecePlease } from '../src/index.ts'
 import { publishToPeer } from '../src/peering/publish.ts'
+import { throwaway, junk } from '../test/helpers/junk.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -167,22 +168,9 @@ async function seesSubscriber (who: NewPiecePlease, topic: string, subscriber: s
   }
 }
 
-async function throwaway (name: string): Promise<any> {
-  const keystore = await KeyStore({ storage: await MemoryStorage() })
-  const identities = await Identities({ keystore, storage: await MemoryStorage() })
-  return await identities.createIdentity({ id: name })
-}
-
-async function junk (address: string, count: number, tag: string): Promise<Uint8Array[]> {
-  const identities = await Promise.all([1, 2, 3].map(async i => await throwaway(`stranger-${i}`)))
-  const out: Uint8Array[] = []
-  for (let i = 0; i < count; i++) {
-    const identity = identities[i % identities.length]
-    const value = { hash: `Qm${tag}${i}`, instrument: 'Kazoo' }
-    const entry = await Entry.create(identity, address, { op: 'PUT', key: value.hash, value }, undefined, { id: identity.publicKey, time: 1000 + i }, [], [])
-    out.push((await Entry.encode(entry)).bytes)
-  }
-  return out
+/** Three throwaway identities to sign junk entries in turn. */
+async function strangers (): Promise<any[]> {
+  return await Promise.all([1, 2, 3].map(async i => await throwaway(`stranger-${i}`)))
 }
 
 async function ghost (name: string): Promise<string> {
@@ -251,7 +239,7 @@ const ATTACKS: Attack[] = [
     setup: async ({ victim, attacker, cache }) => {
       await attacker.connectToPeer(victim.addr)
       await seesSubscriber(attacker, victim.catalog, victim.peerId)
-      cache.entries ??= await junk(victim.catalog, QUICK ? 300 : 1000, 'Junk')
+      cache.entries ??= await junk(await strangers(), victim.catalog, QUICK ? 300 : 1000, 'Junk')
     },
     start: async ({ victim, attacker, sent, cache }) => {
       const pubsub = attacker.libp2p.services.pubsub
@@ -264,7 +252,7 @@ const ATTACKS: Attack[] = [
     what: 'the same junk entries sent as heads over OrbitDB\'s heads protocol, on streams the attacker dials again and again (and answering V\'s dials)',
     setup: async ({ victim, attacker, cache }) => {
       await attacker.connectToPeer(victim.addr)
-      cache.heads ??= await junk(victim.catalog, 200, 'Head')
+      cache.heads ??= await junk(await strangers(), victim.catalog, 200, 'Head')
     },
     start: async ({ victim, attacker, sent, cache }) => {
       const protocol = `/orbitdb/heads${victim.catalog}`

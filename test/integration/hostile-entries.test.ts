@@ -10,10 +10,11 @@
  */
 import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
-import { Entry, Identities, KeyStore, MemoryStorage } from '@orbitdb/core'
+import { Entry } from '@orbitdb/core'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import { peer, befriend, until, nextEvent } from '../helpers/peers.ts'
+import { throwaway, junk } from '../helpers/junk.ts'
 import type { NewPiecePlease } from '../../src/index.ts'
 
 /** Each write of the owner, whatever strangers send meanwhile (a stall took 28 s). */
@@ -21,25 +22,6 @@ const WRITE_BOUND = 2000
 /** `stop()` while strangers send (it hung for over 60 s). */
 const STOP_BOUND = 5000
 const WRITES = 5
-
-/** An OrbitDB identity whose keys and identity block exist only here: no peer can serve it. */
-async function throwaway (name: string): Promise<any> {
-  const keystore = await KeyStore({ storage: await MemoryStorage() })
-  const identities = await Identities({ keystore, storage: await MemoryStorage() })
-  return await identities.createIdentity({ id: name })
-}
-
-/** `count` signed entries of the log `address`, as a writer of the catalog would make them. */
-async function junk (identities: any[], address: string, count: number, tag = 'junk'): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = []
-  for (let i = 0; i < count; i++) {
-    const identity = identities[i % identities.length]
-    const value = { hash: `Qm${tag}${i}`, instrument: 'Kazoo' }
-    const entry = await Entry.create(identity, address, { op: 'PUT', key: value.hash, value }, undefined, { id: identity.publicKey, time: 1000 + i }, [], [])
-    out.push((await Entry.encode(entry)).bytes)
-  }
-  return out
-}
 
 /** Resolve once `who`'s gossipsub knows `subscriber` is subscribed to `topic`. */
 async function seesSubscriber (who: NewPiecePlease, topic: string, subscriber: string, ms = 10_000): Promise<void> {
