@@ -84,7 +84,7 @@ try {
     await page.evaluate(async (id: string) => {
       await new Promise<void>((resolve, reject) => {
         const npp = (window as any).NPP
-        const timer = setTimeout(() => { reject(new Error('no Node companion within 30 s')) }, 30_000)
+        const timer = setTimeout(() => { reject(new Error('no Node companion within 60 s')) }, 60_000)
         npp.addEventListener('db:discovered', (e: any) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
         npp.getCompanions().then((cs: any[]) => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
       })
@@ -93,7 +93,7 @@ try {
   await node.addPieces(Array.from({ length: 30 }, (_, i) => ({ hash: `QmNode${i}`, instrument: 'Piano' })))
   const nodeSeesPages = Promise.all(pageIds.map(async id => {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error(`Node peer did not record page ${id} within 30 s`)) }, 30_000)
+      const timer = setTimeout(() => { reject(new Error(`Node peer did not record page ${id} within 60 s`)) }, 60_000)
       node!.addEventListener('db:discovered', (e) => { if (e.detail.nodeId === id) { clearTimeout(timer); resolve() } })
       node!.getCompanions().then(cs => { if (cs.some(c => c.nodeId === id)) { clearTimeout(timer); resolve() } }, reject)
     })

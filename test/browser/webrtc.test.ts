@@ -39,7 +39,7 @@ describe('two browsers over WebRTC (in a network namespace)', () => {
       t.skip(ns)
       return
     }
-    const { code, report, err } = await runScenario(ns, scenario, 120_000)
+    const { code, report, err } = await runScenario(ns, scenario, 170_000)
     assert.equal(code, 0, `${report.error ?? ''}\n${err.slice(-3000)}`)
     t.diagnostic(`page B load to ready ${report.loadToReadyMs} ms, discovery ${report.discoveryMs} ms, query ${report.queryMs} ms`)
     assert.ok(report.connections.some((c: any) => c.addr.includes('/webrtc') && !c.limited), `a direct WebRTC connection: ${JSON.stringify(report.connections)}`)
