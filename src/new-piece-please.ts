@@ -235,7 +235,12 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       dialTimeout: o.dialTimeout,
       memory: o.storage === 'memory'
     })
-    const discovery = new Discovery({ ...components, verifier: companions }, { userDb: databases.user.address, timeout: o.discoveryTimeout })
+    const discovery = new Discovery({ ...components, verifier: companions }, {
+      userDb: databases.user.address,
+      // a peer that takes our announcement in opens our catalog
+      acknowledgement: databases.pieces.address,
+      timeout: o.discoveryTimeout
+    })
     this.parts = {
       stack,
       components,
@@ -451,7 +456,11 @@ function emptyStats (): NppStats {
     discoveriesStarted: 0,
     discoveriesSucceeded: 0,
     discoveriesFailed: 0,
+    discoveriesRetried: 0,
+    announcementsDeferred: 0,
     announcementsSent: 0,
+    announcementsRetried: 0,
+    announcementsUnacknowledged: 0,
     redials: 0,
     entriesRejected: { 'not-an-entry': 0, 'wrong-log': 0, 'unknown-identity': 0, 'not-a-writer': 0, 'bad-signature': 0, busy: 0 }
   }

@@ -384,23 +384,30 @@ export interface NppStats {
   /**
    * Verifications of an announced user db tried again after a failure that
    * may pass (a timeout reading or opening it), while its peer stayed
-   * connected. Absent before the first start.
+   * connected.
    */
-  discoveriesRetried?: number
+  discoveriesRetried: number
   /**
    * Announcements received while the verification queue was full, kept (the
    * latest per peer) and verified once there was room; not counted as
    * dropped. One pushed out of the full deferred set counts as
-   * `messagesDropped['queue-full']`. Absent before the first start.
+   * `messagesDropped['queue-full']`.
    */
-  announcementsDeferred?: number
+  announcementsDeferred: number
   announcementsSent: number
   /**
    * Announcements of our user db tried again after a failure that may pass
    * (the peer not a recipient in time, a publish error, a timeout), while a
-   * direct connection to the peer lasted. Absent before the first start.
+   * direct connection to the peer lasted.
    */
-  announcementsRetried?: number
+  announcementsRetried: number
+  /**
+   * Announcements sent again because the peer, though it received one, did
+   * not take it in: it never opened our catalog (a receiver drops an
+   * announcement when its queue is full or our rate is spent, and cannot
+   * tell us). At most 5 per connection.
+   */
+  announcementsUnacknowledged: number
   redials: number
   /**
    * Log entries from the network refused before OrbitDB applied them, by

@@ -20,6 +20,15 @@
  *   peer, ended by `peer:disconnect` or `stop()`. Waiting for the peer's
  *   subscription costs nothing (a listener) and has no time limit; the
  *   publishing itself runs for `announceConcurrency` peers at a time.
+ * - A delivered announcement can still be dropped by the receiver (its
+ *   queue full, its rate limit spent, the peer gone before its turn), and
+ *   the sender would never learn (issue 10). A peer that takes an
+ *   announcement in opens our catalog, and OrbitDB then subscribes to its
+ *   topic: that subscription is the acknowledgement (`acknowledgement`).
+ *   Without it within `acknowledgeTimeout`, the announcement is sent again
+ *   (`announcementsUnacknowledged`), at most `maxUnacknowledged` times per
+ *   connection: a peer that refuses us for good is not asked forever, and
+ *   one that is still verifying treats the repeat as a no-op.
  * - An announcement that arrives while `maxPending` verifications are under
  *   way is kept (the latest per peer, `maxDeferred` at most, oldest dropped
  *   as `queue-full`) and verified when there is room, unless its peer
@@ -60,7 +69,7 @@ import { deadline } from '../utils/abort.ts'
 import { publishToPeer, waitForSubscription } from './publish.ts'
 import { RateLimiter, ExpiringSet } from '../utils/rate-limit.ts'
 import { isOrbitDBAddress, isPlainObject, isJsonValue } from '../utils/validate.ts'
-import { AbortError } from '../errors.ts'
+import { AbortError, NewPiecePleaseError } from '../errors.ts'
 import {
   MAX_MESSAGE_BYTES, MESSAGE_BURST, MESSAGE_RATE_PER_SECOND, MAX_TRACKED_PEERS, MAX_COMPANIONS,
   DISCOVERY_CONCURRENCY, MAX_PENDING_DISCOVERIES, MAX_DISCOVERIES_PER_ADDRESS, DISCOVERY_FAILURE_TTL, ANNOUNCE_ATTEMPTS
@@ -81,9 +90,33 @@ export const DEFAULT_RETRY_MIN_DELAY = 500
 /** Longest pause between two tries of an announcement or a verification. */
 export const DEFAULT_RETRY_MAX_DELAY = 30_000
 
+/** Announcements sent again to a peer that never acknowledged them, per connection. */
+export const DEFAULT_MAX_UNACKNOWLEDGED = 5
+
 export interface DiscoveryInit {
   /** Address of our own user database, announced to every peer. */
   userDb: string
+  /**
+   * A topic the peer subscribes to once it took our announcement in: our
+   * catalog's address (a peer verifying or replicating our catalog opens it,
+   * and OrbitDB subscribes to its topic). Without it, delivery is enough.
+   */
+  acknowledgement?: string
+  /**
+   * How long (ms) a delivered announcement waits for the acknowledgement
+   * before it is sent again.
+   *
+   * @default twice `timeout`
+   */
+  acknowledgeTimeout?: number
+  /**
+   * Announcements sent again for want of an acknowledgement, per connection,
+   * before the peer is left alone (it refuses us, or does not run this
+   * protocol's replication).
+   *
+   * @default DEFAULT_MAX_UNACKNOWLEDGED (5)
+   */
+  maxUnacknowledged?: number
   /** Bound for each try of publishing an announcement and of verifying one. */
   timeout: number
   /**
@@ -152,7 +185,7 @@ export interface DiscoveryComponents extends Pick<NppComponents, 'events' | 'log
 /** What discovery received, sent, deferred, retried and dropped since start (its part of `NppStats`). */
 export type DiscoveryStats = Required<Pick<NppStats,
 'messagesReceived' | 'messagesDropped' | 'discoveriesStarted' | 'discoveriesSucceeded' | 'discoveriesFailed' | 'discoveriesRetried' |
-'announcementsDeferred' | 'announcementsSent' | 'announcementsRetried'
+'announcementsDeferred' | 'announcementsSent' | 'announcementsRetried' | 'announcementsUnacknowledged'
 >>
 
 /** One peer's announcement being published (tries and back-off included). */
@@ -187,6 +220,11 @@ interface Deferred {
 const PERMANENT: Record<string, DropReason> = {
   InvalidRemoteDataError: 'invalid-user-db',
   DuplicateIdentityError: 'duplicate-identity'
+}
+
+/** A delivered announcement the peer did not take in (it never opened our catalog) within the time allowed. */
+class UnacknowledgedError extends NewPiecePleaseError {
+  override name = 'UnacknowledgedError'
 }
 
 function isPermanent (err: unknown): boolean {
@@ -235,7 +273,8 @@ export class Discovery implements Startable {
     discoveriesRetried: 0,
     announcementsDeferred: 0,
     announcementsSent: 0,
-    announcementsRetried: 0
+    announcementsRetried: 0,
+    announcementsUnacknowledged: 0
   }
 
   constructor (components: DiscoveryComponents, init: DiscoveryInit) {
@@ -355,8 +394,10 @@ export class Discovery implements Startable {
 
   /**
    * Send our user db address to `peer`'s topic once it subscribes, trying
-   * again while a direct connection to it lasts. Resolves to whether it was
-   * delivered; a call while an announcement to `peer` is under way joins it.
+   * again while a direct connection to it lasts, and again when the peer
+   * does not acknowledge it (see `acknowledgement`). Resolves to whether it
+   * was delivered (and acknowledged, when asked); a call while an
+   * announcement to `peer` is under way joins it.
    */
   async announce (peer: PeerId): Promise<boolean> {
     const key = peer.toString()
@@ -366,7 +407,9 @@ export class Discovery implements Startable {
     const controller = new AbortController()
     const signal = AbortSignal.any([controller.signal, this.shutdown.signal])
     const started = Date.now()
+    const maxUnacknowledged = this.init.maxUnacknowledged ?? DEFAULT_MAX_UNACKNOWLEDGED
     let attempts = 0
+    let unacknowledged = 0
     let noDirect = false
     // as soon as it is over: a connection opening next starts a new one
     const finish = (): void => {
@@ -377,7 +420,10 @@ export class Discovery implements Startable {
       // free while it waits (a listener), so not bounded: a peer that does not
       // run this protocol never subscribes, and is waited for until it leaves
       await waitForSubscription(this.pubsub, key, peer, signal)
-      return await this.publishing.add(async () => await this.publishOnce(peer, key, signal), { signal })
+      const publishes = await this.publishing.add(async () => await this.publishOnce(peer, key, signal), { signal })
+      this.stats.announcementsSent++
+      await this.acknowledged(peer, signal)
+      return publishes
     }, {
       ...this.retry,
       signal,
@@ -387,24 +433,50 @@ export class Discovery implements Startable {
           noDirect = true
           return false
         }
+        if (error instanceof UnacknowledgedError) {
+          if (++unacknowledged > maxUnacknowledged) return false
+          this.stats.announcementsUnacknowledged++
+          this.log('%p did not take our announcement in (%d of %d), sending it again in %d ms', peer, unacknowledged, maxUnacknowledged, retryDelay)
+          return true
+        }
         this.stats.announcementsRetried++
         this.log('announcing to %p failed (attempt %d), again in %d ms: %e', peer, attemptNumber, retryDelay, error)
         return true
       }
     }).then(publishes => {
       finish()
-      this.stats.announcementsSent++
       this.log('announced user db to %p in %d ms (attempt %d, %d publish(es))', peer, Date.now() - started, attempts, publishes)
       return true
     }, (err: unknown) => {
       finish()
       const why = signal.aborted ? signal.reason : err
       if (noDirect) this.log('gave up announcing to %p after %d attempt(s): no direct connection left (%e)', peer, attempts, why)
+      else if (err instanceof UnacknowledgedError) this.log('gave up announcing to %p: %d announcement(s) delivered, none taken in (it refuses us, or does not replicate)', peer, attempts)
       else this.log('gave up announcing to %p after %d attempt(s): %e', peer, attempts, why)
       return false
     })
     this.announcements.set(key, { controller, done })
     return await done
+  }
+
+  /**
+   * After a delivery: wait until `peer` subscribes to the acknowledgement
+   * topic (at once if it already is), or throw `UnacknowledgedError`.
+   */
+  private async acknowledged (peer: PeerId, signal: AbortSignal): Promise<void> {
+    const topic = this.init.acknowledgement
+    if (topic == null) return
+    const ms = this.init.acknowledgeTimeout ?? 2 * this.init.timeout
+    const bound = deadline(ms, signal, `${peer.toString()} taking our announcement in`)
+    try {
+      await waitForSubscription(this.pubsub, topic, peer, bound.signal)
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      if (bound.signal.aborted) throw new UnacknowledgedError(`${peer.toString()} did not open our catalog within ${ms} ms of our announcement`)
+      throw err
+    } finally {
+      bound.clear()
+    }
   }
 
   /** One bounded attempt: publish until `peer` is a recipient; resolves to the publishes used. */

@@ -17,6 +17,8 @@ import { InvalidRemoteDataError, TimeoutError } from '../../../src/errors.ts'
 import type { NewPiecePleaseEvents, NppLibp2p } from '../../../src/index.ts'
 
 const USER_DB = '/orbitdb/zdpuAmrcSRUhkQcnRQ6p4bphs7DJWGBkqczSGFYynX6moTcDL'
+/** Our catalog's address: the acknowledgement topic when a test asks for one. */
+const CATALOG = '/orbitdb/zdpuAvNfQRbH9ZpAuDfCK1hDvmGSjc7qn6JjcUqM4SXAsfXWk'
 
 const newPeerId = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
 
@@ -81,6 +83,10 @@ async function setup (options: SetupOptions = {}): Promise<{
   verified: Array<{ from: string, userDb: string }>
   libp2p: EventTarget
   subscribers: PeerId[]
+  /** Peers subscribed to the acknowledgement topic (`CATALOG`): they took our announcement in. */
+  acknowledgers: PeerId[]
+  /** `peer` opens our catalog: it subscribes to the acknowledgement topic, as gossipsub reports it. */
+  acknowledge(peer: PeerId): void
   pubsub: EventTarget
   publishes: () => number
   /** A connection to `peer`, from `host` when given (a TCP address on it), else with no host of its own. */
@@ -89,12 +95,13 @@ async function setup (options: SetupOptions = {}): Promise<{
 }> {
   const self = await newPeerId()
   const subscribers: PeerId[] = []
+  const acknowledgers: PeerId[] = []
   let publishes = 0
   const publish = options.publish ?? (async () => ({ recipients: [...subscribers] }))
   const pubsub = Object.assign(new EventTarget(), {
     subscribe () {},
     unsubscribe () {},
-    getSubscribers: () => subscribers,
+    getSubscribers: (topic: string) => topic === CATALOG ? acknowledgers : subscribers,
     publish: async (topic: string) => await publish(++publishes, topic)
   })
   setMaxListeners(Infinity, pubsub) // as gossipsub does: one listener per peer waiting to subscribe
@@ -130,6 +137,11 @@ async function setup (options: SetupOptions = {}): Promise<{
     verified,
     libp2p,
     subscribers,
+    acknowledgers,
+    acknowledge (peer) {
+      acknowledgers.push(peer)
+      pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { peerId: peer, subscriptions: [{ topic: CATALOG, subscribe: true }] } }))
+    },
     pubsub,
     publishes: () => publishes,
     connect (peer, limited = false, host) {
@@ -293,6 +305,50 @@ describe('Discovery', () => {
       const stranger = await newPeerId()
       libp2p.dispatchEvent(new CustomEvent('connection:open', { detail: { remotePeer: stranger, limits: { seconds: 120 } } }))
       assert.equal(discovery.announcing, 0)
+      await discovery.stop()
+    })
+
+    it('sends an announcement again when the peer received it but never took it in (no acknowledgement), a bounded number of times', async () => {
+      const remote = await newPeerId()
+      // the receiver drops every announcement (its queue full, say): it never opens our catalog
+      const { discovery, subscribers, connect, publishes } = await setup({
+        init: { acknowledgement: CATALOG, acknowledgeTimeout: 20, maxUnacknowledged: 2, retryMinDelay: 1, retryMaxDelay: 5 }
+      })
+      subscribers.push(remote)
+      connect(remote)
+      assert.equal(await within(discovery.announce(remote), 'giving up'), false)
+      assert.equal(publishes(), 3, 'sent, then sent again twice')
+      assert.equal(discovery.stats.announcementsSent, 3)
+      assert.equal(discovery.stats.announcementsUnacknowledged, 2)
+      assert.equal(discovery.stats.announcementsRetried, 0, 'every delivery went through')
+      assert.equal(discovery.announcing, 0)
+      await discovery.stop()
+    })
+
+    it('stops sending again once the peer takes the announcement in, and waits for nothing when it already has', async () => {
+      const [remote, companion] = await Promise.all([newPeerId(), newPeerId()])
+      let takenIn = (): void => {}
+      const { discovery, subscribers, acknowledgers, acknowledge, connect, publishes } = await setup({
+        init: { acknowledgement: CATALOG, acknowledgeTimeout: 20, maxUnacknowledged: 5, retryMinDelay: 1, retryMaxDelay: 5 },
+        // the first announcement is dropped by the receiver; the second is verified, and our catalog opened
+        publish: async (n) => {
+          if (n === 2) setImmediate(takenIn)
+          return { recipients: [...subscribers] }
+        }
+      })
+      subscribers.push(remote)
+      takenIn = () => { acknowledge(remote) }
+      connect(remote)
+      assert.equal(await within(discovery.announce(remote), 'the acknowledged announcement'), true)
+      assert.equal(publishes(), 2)
+      assert.equal(discovery.stats.announcementsUnacknowledged, 1)
+      // a companion from an earlier session already replicates our catalog
+      subscribers.push(companion)
+      acknowledgers.push(companion)
+      connect(companion)
+      assert.equal(await within(discovery.announce(companion), 'the announcement'), true)
+      assert.equal(publishes(), 3, 'one publish, no resend')
+      assert.equal(discovery.stats.announcementsUnacknowledged, 1)
       await discovery.stop()
     })
 
