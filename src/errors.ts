@@ -70,6 +70,15 @@ export class AbortError extends NewPiecePleaseError {
   override name = 'AbortError'
 }
 
+/**
+ * The libp2p node's private key could not be read, so this peer cannot sign
+ * the proof that its profile is its own (other peers refuse a profile
+ * without one). Thrown by `start()`.
+ */
+export class MissingPrivateKeyError extends NewPiecePleaseError {
+  override name = 'MissingPrivateKeyError'
+}
+
 /** A remote database or message failed validation (used in logs and events; never thrown at callers). */
 export class InvalidRemoteDataError extends NewPiecePleaseError {
   override name = 'InvalidRemoteDataError'

@@ -1,13 +1,15 @@
 /**
  * Verifying a peer's announced profile before it becomes a companion: its
  * user db must be a key-value store with fixed writers whose `nodeId` is the
- * sender, and whose `pieces` is an `npp-catalog` (or `documents`) store
- * written by the same identity. Everything is read with the caller's signal,
+ * sender, whose `pieces` is an `npp-catalog` (or `documents`) store
+ * written by the same identity, and whose `proof` is signed by that peer's
+ * key over the user db and the identity (`proof.ts`). Everything is read with the caller's signal,
  * so a stalling peer costs a bounded time.
  */
 import { KeyValue } from '@orbitdb/core'
 import { readManifest } from './manifest.ts'
 import { waitForKeys } from './wait-for-keys.ts'
+import { checkProof, PROOF_KEY } from './proof.ts'
 import { InvalidRemoteDataError } from '../errors.ts'
 import { isOrbitDBAddress } from '../utils/validate.ts'
 import { CATALOG_TYPE } from '../catalog/catalog.ts'
@@ -75,6 +77,14 @@ export class ProfileVerifier {
         await replicas.close(userDb)
         throw new InvalidRemoteDataError(`pieces db ${pieces} is not written by the owner of ${userDb}`)
       }
+      try {
+        // the user db's entries are all in (they came with nodeId and pieces)
+        await checkProof(await user.get(PROOF_KEY), from, userDb, identityOf(user.access.write))
+      } catch (err) {
+        await replicas.close(userDb)
+        throw err
+      }
+      mark('proof')
       return record
     } finally {
       await user.close().catch(() => {})

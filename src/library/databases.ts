@@ -11,6 +11,9 @@ import { CATALOG_INDEX_FIELDS, PIECES_DB, USER_DB, COMPANIONS_DB, COUNTERS_DB } 
 import type { NppComponents } from '../components.ts'
 import type { AccessControllerFactory, DatabaseFactory, KeyValueDatabase } from '../orbitdb/types.ts'
 import type { CompanionRecord, JsonValue, Piece } from '../types.ts'
+import { signProfile, sameProof, PROOF_KEY } from '../companions/proof.ts'
+import { privateKeyOf } from '../stack/private-key.ts'
+import { MissingPrivateKeyError } from '../errors.ts'
 
 export interface OwnDatabases {
   pieces: CatalogDatabase<Piece>
@@ -49,17 +52,32 @@ export async function openOwnDatabases (components: Pick<NppComponents, 'open' |
   }
   const [pieces, user, companions, counters] = opened.map(r => (r as PromiseFulfilledResult<unknown>).value) as [CatalogDatabase<Piece>, KeyValueDatabase<JsonValue>, KeyValueDatabase<CompanionRecord>, CountersDatabase]
   const dbs = { pieces, user, companions, counters }
-  await ensureProfile(components, dbs, init)
+  try {
+    await ensureProfile(components, dbs, init)
+  } catch (err) {
+    await closeOwnDatabases(dbs)
+    throw err
+  }
   return dbs
 }
 
-async function ensureProfile (components: Pick<NppComponents, 'libp2p'>, { pieces, user, counters }: OwnDatabases, init: OwnDatabasesInit): Promise<void> {
-  const peerId = components.libp2p.peerId.toString()
+/**
+ * Write what the profile lacks: the tutorial's keys, and the proof that this
+ * peer wrote it (`../companions/proof.ts`; other peers refuse a profile
+ * without one). Later starts write nothing that did not change.
+ */
+async function ensureProfile (components: Pick<NppComponents, 'libp2p' | 'orbitdb'>, { pieces, user, counters }: OwnDatabases, init: OwnDatabasesInit): Promise<void> {
+  const { libp2p, orbitdb } = components
+  const peerId = libp2p.peerId.toString()
+  const key = privateKeyOf(libp2p)
+  if (key == null) throw new MissingPrivateKeyError(`the private key of ${peerId} is not available to sign this peer's profile (a libp2p node of another major version?)`)
   const profile = Object.fromEntries((await user.all()).map(({ key, value }) => [key, value]))
   if (profile.nodeId !== peerId) await user.put('nodeId', peerId)
   if (profile.pieces !== pieces.address) await user.put('pieces', pieces.address)
   if (profile.counters !== counters.address) await user.put('counters', counters.address)
   if (typeof profile.username !== 'string') await user.put('username', init.username ?? `musician-${peerId.slice(-6)}`)
+  const proof = await signProfile(key, peerId, user.address, orbitdb.identity.id)
+  if (!sameProof(profile[PROOF_KEY], proof)) await user.put(PROOF_KEY, proof as unknown as JsonValue)
 }
 
 export async function closeOwnDatabases (dbs: OwnDatabases): Promise<void> {
