@@ -79,6 +79,21 @@ export class MissingPrivateKeyError extends NewPiecePleaseError {
   override name = 'MissingPrivateKeyError'
 }
 
+/**
+ * A keeper refused to keep this peer's databases; `reason` says why:
+ * `not-allowed` (not on its allowlist), `over-quota`, `invalid-profile`,
+ * `unavailable` (busy or timed out: tried again at the next connection) or
+ * `bad-request`. Carried by the `keeper:refused` event.
+ */
+export class KeeperRefusedError extends NewPiecePleaseError {
+  override name = 'KeeperRefusedError'
+  readonly reason: string
+  constructor (reason: string, message: string) {
+    super(message)
+    this.reason = reason
+  }
+}
+
 /** A remote database or message failed validation (used in logs and events; never thrown at callers). */
 export class InvalidRemoteDataError extends NewPiecePleaseError {
   override name = 'InvalidRemoteDataError'

@@ -31,3 +31,6 @@ export {
 } from './constants.ts'
 export type * from './types.ts'
 export type * from './orbitdb/types.ts'
+export { KEEPER_PROTOCOL } from './keeper/protocol.ts'
+export type { KeeperRefusal, IntroducedCatalog } from './keeper/protocol.ts'
+export type { KeeperService, KeeperServiceInit } from './keeper/keeper.ts'

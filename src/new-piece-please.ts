@@ -12,6 +12,9 @@ import { fromString as uint8ArrayFromString } from 'uint8arrays'
 import { Catalog } from './catalog/catalog.ts'
 import { Counters } from './counters/counters.ts'
 import { createStack, type Stack } from './stack/stack.ts'
+import { KeeperService } from './keeper/keeper.ts'
+import { trailingPeerId } from './utils/multiaddr.ts'
+import { KeeperClient } from './keeper/client.ts'
 import { openOwnDatabases, closeOwnDatabases, type OwnDatabases } from './library/databases.ts'
 import { Pieces, type PieceInput } from './library/pieces.ts'
 import { Profile } from './library/profile.ts'
@@ -33,7 +36,7 @@ import type { NppComponents } from './components.ts'
 import type { OrbitDB } from './orbitdb/types.ts'
 import type {
   AbortOptions, Companion, JsonValue, NewPiecePleaseEvents, NewPiecePleaseInit, NppHelia, NppLibp2p, NppStats,
-  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult, HubStatus, EntryRejectedDetail
+  Piece, PieceExtra, PieceFilter, QueryOptions, QueryResult, HubStatus, EntryRejectedDetail, KeeperStatus
 } from './types.ts'
 
 const log = logger('node')
@@ -67,6 +70,10 @@ interface Parts {
   practice: Practice
   companions: Companions
   discovery: Discovery
+  /** Present when running as a keeper (`init.keeper`). */
+  keeper?: KeeperService
+  /** Present when `keepers` are configured. */
+  keeperClient?: KeeperClient
   query: CatalogQuery
 }
 
@@ -183,7 +190,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     const t0 = Date.now()
     const o = this.options
     // the gater's list of configured addresses; the relay's are added once its /config is read
-    const gaterAllowed = [...(o.relay == null || /^https?:\/\//.test(o.relay) ? [] : [o.relay]), ...o.bootstrap]
+    const gaterAllowed = [...(o.relay == null || /^https?:\/\//.test(o.relay) ? [] : [o.relay]), ...o.bootstrap, ...o.keepers]
     const stack = this.stack = await createStack({
       storage: o.storage,
       directory: o.directory,
@@ -211,7 +218,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // unless the caller asked for requireRelay.
     const relayClient = new RelayClient(components, {
       relay: o.relay,
-      bootstrap: o.bootstrap,
+      // keepers are linked (and relinked) like bootstrap peers
+      bootstrap: [...new Set([...o.bootstrap, ...o.keepers])],
       dialTimeout: o.dialTimeout,
       websocketOnly: platform.name === 'browser',
       pubsubDiscovery: o.pubsubDiscovery,
@@ -233,9 +241,18 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       reconnectInterval: o.reconnectInterval,
       maxBackoff: Math.max(DEFAULT_MAX_RECONNECT_BACKOFF, o.reconnectInterval),
       dialTimeout: o.dialTimeout,
-      memory: o.storage === 'memory'
+      memory: o.storage === 'memory',
+      convergence: { keepers: o.keepers.map(k => String(trailingPeerId(k))) }
     })
-    const discovery = new Discovery({ ...components, verifier: companions }, {
+    const keeper = this.init.keeper == null
+      ? undefined
+      : new KeeperService({ ...components, companions }, { ...this.init.keeper, timeout: o.discoveryTimeout })
+    const keeperClient = o.keepers.length === 0
+      ? undefined
+      : new KeeperClient({ ...components, companions }, { keepers: o.keepers, userDb: databases.user.address, listed: o.listed, timeout: o.discoveryTimeout })
+    // a keeper keeps only the peers it serves, and announces itself to no one
+    const discovery = new Discovery({ ...components, verifier: keeper ?? companions }, {
+      announce: keeper == null,
       userDb: databases.user.address,
       // a peer that takes our announcement in opens our catalog
       acknowledgement: databases.pieces.address,
@@ -251,12 +268,16 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       practice: new Practice(databases),
       companions,
       discovery,
+      keeper,
+      keeperClient,
       query: new CatalogQuery({ ...components, pieces: databases.pieces, companions }, { queryTimeout: o.queryTimeout })
     }
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await discovery.start()
     await companions.start()
+    await keeper?.start()
+    keeperClient?.start()
     log('started %s in %d ms (%s)', this.lastPeerId, Date.now() - t0, o.storage)
   }
 
@@ -268,6 +289,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       libp2p.removeEventListener('peer:connect', this.onPeerConnect)
       libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
       parts.relayClient.stop()
+      await parts.keeperClient?.stop()
+      await parts.keeper?.stop()
       await parts.discovery.stop()
       await parts.companions.stop()
       parts.databases.pieces.events.off('update', this.onOwnCatalogUpdate)
@@ -399,6 +422,20 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
    */
   hubs (): HubStatus[] {
     return this.started().relayClient.hubs.status()
+  }
+
+  /**
+   * The configured keepers and what each answered at the last connection:
+   * whether it keeps this peer's databases, why it refused, how many
+   * companions its introductions brought.
+   */
+  keepers (): KeeperStatus[] {
+    return this.started().keeperClient?.list() ?? []
+  }
+
+  /** The keeper service, when this instance runs as a keeper (`init.keeper`): its allowlist and kept users. */
+  get keeperService (): KeeperService | undefined {
+    return this.started().keeper
   }
 
   /** Multiaddrs this node can be dialed on (each with `/p2p/<peer id>`). */

@@ -6,6 +6,7 @@
 import { platform } from './platform/node.ts'
 import { checkRelayOption } from './peering/relay-client.ts'
 import { InvalidOptionError, describe } from './errors.ts'
+import { trailingPeerId } from './utils/multiaddr.ts'
 import { assertProfileValue, positiveInteger, stringList, iceServerList } from './utils/validate.ts'
 import {
   DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
@@ -29,6 +30,8 @@ export interface ResolvedOptions {
   requireRelay: boolean
   peersPerAddress: number
   iceServers: IceServer[]
+  keepers: string[]
+  listed: boolean
 }
 
 function booleanOption (name: string, value: unknown, fallback: boolean): boolean {
@@ -41,6 +44,15 @@ function countOption (name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 100_000) throw new InvalidOptionError(`expected ${name} to be an integer from 1 to 100000, got ${describe(value)}`)
   return value
+}
+
+/** Keepers are multiaddrs naming their peer (`/p2p/<id>`): the peer id is who is asked. */
+function keeperList (value: unknown): string[] {
+  const list = stringList('keepers', value, [])
+  for (const addr of list) {
+    if (trailingPeerId(addr) == null) throw new InvalidOptionError(`expected each keeper to be a multiaddr ending in /p2p/<peer id>, got ${describe(addr)}`)
+  }
+  return list
 }
 
 export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
@@ -65,6 +77,8 @@ export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
     relay: checkRelayOption(init.relay),
     requireRelay: booleanOption('requireRelay', init.requireRelay, false),
     peersPerAddress: countOption('peersPerAddress', init.peersPerAddress, DEFAULT_PEERS_PER_ADDRESS),
-    iceServers: iceServerList(init.iceServers)
+    iceServers: iceServerList(init.iceServers),
+    keepers: keeperList(init.keepers),
+    listed: booleanOption('listed', init.listed, true)
   }
 }

@@ -4,6 +4,8 @@ import type { Libp2p } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { OrbitDB } from './orbitdb/types.ts'
+import type { KeeperRefusedError } from './errors.ts'
+import type { KeeperServiceInit } from './keeper/keeper.ts'
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 
@@ -31,6 +33,8 @@ export interface CompanionRecord {
   multiaddrs: string[]
   /** When the companion was last connected (ms since the epoch). */
   lastSeen: number
+  /** The keeper that introduced it (peer id), for a companion met through a keeper rather than directly. */
+  introducedBy?: string
 }
 
 /** A companion as returned by `getCompanions()`. */
@@ -186,6 +190,33 @@ export interface NewPiecePleaseInit {
    * @default []
    */
   iceServers?: IceServer[]
+  /**
+   * Keepers: always-on peers (`npx new-piece-please keeper`) that keep this
+   * peer's databases while it is offline and introduce the catalogs they
+   * keep. Multiaddrs ending in `/p2p/<peer id>`; each is dialed and redialed
+   * like a bootstrap peer. At every direct connection this peer asks the
+   * keeper to keep its databases (`keeper:registered`, or `keeper:refused`
+   * with a `KeeperRefusedError`) and records the catalogs it introduces as
+   * companions once each profile's proof shows it is its own peer's.
+   *
+   * @default []
+   */
+  keepers?: string[]
+  /**
+   * Whether keepers may introduce this peer's catalog to the peers they
+   * serve. `false` keeps it on the keeper without it being listed.
+   *
+   * @default true
+   */
+  listed?: boolean
+  /**
+   * Run as a keeper: serve the keeper protocol and keep the databases of the
+   * peers allowed (see `KeeperServiceInit`). Used by `npx new-piece-please
+   * keeper`; a keeper does not announce itself to the peers it meets.
+   *
+   * @default none (a regular peer)
+   */
+  keeper?: Omit<KeeperServiceInit, 'timeout'>
   /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.
@@ -352,10 +383,31 @@ export interface NewPiecePleaseEvents {
   'catalog:update': CustomEvent<{ owner: string, address: string }>
   /** A replica's sync state changed (see `ReplicaSync`): for a progress bar, or to say how fresh a companion's catalog is. */
   'catalog:sync': CustomEvent<ReplicaSync & { owner: string, address: string }>
+  /** A keeper agreed to keep this peer's databases (at each direct connection to it). */
+  'keeper:registered': CustomEvent<KeeperStatus>
+  /** A keeper refused to keep this peer's databases; `error` is a `KeeperRefusedError` whose `reason` says why. */
+  'keeper:refused': CustomEvent<KeeperStatus & { error: KeeperRefusedError }>
+  /** A keeper's introductions were all checked (each taken as a companion or not; `introduced` counts those taken since start). */
+  'keeper:introduced': CustomEvent<KeeperStatus>
   /** A link to a hub (the relay, a bootstrap peer) came up. */
   'hub:connected': CustomEvent<HubStatus>
   /** A link to a hub went down, or its first dial (after start or after a drop) failed (`failedDials`, `lastError`); it is dialed again with back-off and jitter. */
   'hub:disconnected': CustomEvent<HubStatus>
+}
+
+/** A keeper this peer is configured with (`keepers`), and what it answered. */
+export interface KeeperStatus {
+  /** As configured. */
+  configured: string
+  peerId: string
+  /** It keeps our databases (it said so at the last connection). */
+  registered: boolean
+  /** Why it refused at the last connection, if it did (see `KeeperRefusedError`). */
+  refused?: string
+  /** Companions recorded through its introductions since start. */
+  introduced: number
+  /** Why the last request to it failed (a timeout, a dropped link). */
+  lastError?: string
 }
 
 /** A hub (the relay or a bootstrap peer) and this peer's link to it. */

@@ -74,7 +74,12 @@ export class Companions implements Startable, AnnouncementVerifier {
     this.replicas = new Replicas(components, { memory: init.memory })
     this.verifier = new ProfileVerifier({ ...components, replicas: this.replicas })
     this.links = new CompanionLinks({ ...components, register: this.register }, init)
-    this.convergence = new Convergence({ ...components, replicas: this.replicas }, init.convergence)
+    this.convergence = new Convergence({
+      ...components,
+      replicas: this.replicas,
+      // a replica's address is its catalog's; the register is keyed by user db
+      introducerOf: (replica) => this.register.entries().find(([, r]) => r.pieces === replica.address)?.[1].introducedBy
+    }, init.convergence)
   }
 
   /** Redials made since start. */
@@ -139,6 +144,30 @@ export class Companions implements Startable, AnnouncementVerifier {
    * anything does not hold.
    */
   async verify (userDb: string, from: string, signal: AbortSignal): Promise<void> {
+    await this.record(userDb, from, signal)
+  }
+
+  /**
+   * Record a companion a keeper introduced (`../keeper/client.ts`): the
+   * profile `userDb` must be `peerId`'s, by its `nodeId` and its proof,
+   * whatever the keeper says. Its blocks come from whoever has them (the
+   * keeper). Resolves to whether it is a companion (a known one is left as is).
+   */
+  async introduce (userDb: string, peerId: string, keeper: string, signal: AbortSignal): Promise<boolean> {
+    if (peerId === this.components.libp2p.peerId.toString()) return false
+    if (this.register.get(userDb)?.nodeId === peerId && this.replicas.has(userDb)) return true
+    await this.record(userDb, peerId, signal, keeper)
+    return true
+  }
+
+  /** Forget the companion `peerId` (its replica and record). Idempotent. */
+  async remove (peerId: string): Promise<void> {
+    for (const [address, record] of this.register.entries()) {
+      if (record.nodeId === peerId) await this.forget(address, record)
+    }
+  }
+
+  private async record (userDb: string, from: string, signal: AbortSignal, introducedBy?: string): Promise<void> {
     const known = this.register.get(userDb)
     if (known != null && known.nodeId === from && this.replicas.has(userDb)) {
       // a companion we already replicate reconnected: refresh, no re-validation
@@ -153,7 +182,8 @@ export class Companions implements Startable, AnnouncementVerifier {
       identity = id
       this.admit(id, from)
     }
-    const record = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal, admit)
+    const verified = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal, admit)
+    const record: CompanionRecord = introducedBy == null ? verified : { ...verified, introducedBy }
     try {
       // again: another peer of this identity may have been recorded meanwhile
       admit(identity)

@@ -41,6 +41,13 @@ const MAX_HEAD_BYTES = 2 * 1024 * 1024
 const MAX_HEADS = 64
 
 export interface ConvergenceInit {
+  /**
+   * Peers that keep replicas for their owners (keepers, by peer id), asked
+   * in this order when the owner is not linked directly.
+   *
+   * @default []
+   */
+  keepers?: string[]
   /** @default DEFAULT_SYNC_INTERVAL */
   syncInterval?: number
   /** @default HEADS_TIMEOUT */
@@ -51,6 +58,8 @@ export interface ConvergenceInit {
 
 export type ConvergenceComponents = Pick<NppComponents, 'libp2p' | 'events' | 'logger'> & {
   replicas: { list(): Replica[] }
+  /** The keeper that introduced a replica's owner, asked first among the keepers. */
+  introducerOf?: (replica: Replica) => string | undefined
 }
 
 /** A head of the owner's log: its hash, its bytes as sent, its clock. */
@@ -74,7 +83,7 @@ export class Convergence implements Startable {
 
   constructor (components: ConvergenceComponents, init: ConvergenceInit = {}) {
     this.components = components
-    this.init = { syncInterval: DEFAULT_SYNC_INTERVAL, headsTimeout: HEADS_TIMEOUT, fetchTimeout: FETCH_TIMEOUT, ...init }
+    this.init = { syncInterval: DEFAULT_SYNC_INTERVAL, headsTimeout: HEADS_TIMEOUT, fetchTimeout: FETCH_TIMEOUT, keepers: [], ...init }
     this.log = components.logger.forComponent('npp:companions:convergence')
     this.round = repeatingTask(async () => { await this.checkAll() }, this.init.syncInterval)
   }
@@ -140,9 +149,23 @@ export class Convergence implements Startable {
     return t
   }
 
+  /**
+   * Who to read a replica's heads from: its owner when linked directly, else
+   * a keeper that is (the one that introduced the owner first): a keeper
+   * holds what the owner wrote while both were online.
+   */
+  private source (replica: Replica): Connection | undefined {
+    const introducer = this.components.introducerOf?.(replica)
+    const candidates = [replica.owner, ...(introducer == null ? [] : [introducer]), ...this.init.keepers]
+    for (const peer of candidates) {
+      const connection = this.components.libp2p.getConnections().find(c => c.remotePeer.toString() === peer && c.limits == null && c.status === 'open')
+      if (connection != null) return connection
+    }
+    return undefined
+  }
+
   private async run (replica: Replica, t: Tracked): Promise<void> {
-    const owner = this.components.libp2p.getConnections().find(c => c.remotePeer.toString() === replica.owner)?.remotePeer
-    const connection = owner == null ? undefined : this.directConnection(owner)
+    const connection = this.source(replica)
     if (connection == null) {
       this.unreachable(replica, t)
       return
@@ -156,7 +179,7 @@ export class Convergence implements Startable {
       let emptyAnswers = 0
       const heads: RemoteHead[] = await pRetry(async () => {
         const link = this.directConnection(connection.remotePeer)
-        if (link == null) throw new AbortError(`${replica.owner} is no longer linked directly`)
+        if (link == null) throw new AbortError(`${connection.remotePeer.toString()} is no longer linked directly`)
         const answer = await withDeadline(this.init.headsTimeout, signal, `reading the heads of ${replica.address}`, async (bounded) => await this.readHeads(link, replica, bounded))
         if (answer.length === 0 && emptyAnswers++ < HEADS_RETRIES && (await replica.db.log.heads()).length === 0) throw new Error(`${replica.owner} sent no heads for ${replica.address}`)
         return answer
@@ -277,16 +300,18 @@ export class Convergence implements Startable {
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     const connection = evt.detail
     if (connection.limits != null) return
-    const owner = connection.remotePeer.toString()
+    const peer = connection.remotePeer.toString()
+    const keeper = this.init.keepers.includes(peer)
     for (const replica of this.components.replicas.list()) {
-      if (replica.owner === owner) void this.check(replica)
+      if (replica.owner === peer || keeper || this.components.introducerOf?.(replica) === peer) void this.check(replica)
     }
   }
 
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
-    const owner = evt.detail.toString()
+    const peer = evt.detail.toString()
     for (const replica of this.components.replicas.list()) {
-      if (replica.owner === owner) this.unreachable(replica, this.track(replica))
+      // unreachable unless a keeper still links us to its catalog
+      if (replica.owner === peer && this.source(replica) == null) this.unreachable(replica, this.track(replica))
     }
   }
 

@@ -120,6 +120,13 @@ export interface DiscoveryInit {
   /** Bound for each try of publishing an announcement and of verifying one. */
   timeout: number
   /**
+   * Announce our user db to the peers we meet. A keeper does not: it keeps
+   * the peers that ask, and is not anyone's companion.
+   *
+   * @default true
+   */
+  announce?: boolean
+  /**
    * Publishes tried in one attempt while the peer is not (yet) a recipient.
    *
    * @default ANNOUNCE_ATTEMPTS (60, ~2.9 s)
@@ -302,10 +309,11 @@ export class Discovery implements Startable {
     this.shutdown = new AbortController()
     const { libp2p } = this.components
     this.pubsub.addEventListener('gossipsub:message', this.onPubsubMessage)
-    libp2p.addEventListener('peer:connect', this.onPeerConnect)
-    libp2p.addEventListener('connection:open', this.onConnectionOpen)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     this.pubsub.subscribe(this.topic)
+    if (this.init.announce === false) return
+    libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    libp2p.addEventListener('connection:open', this.onConnectionOpen)
     for (const peer of libp2p.getPeers()) void this.announce(peer)
   }
 

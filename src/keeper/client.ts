@@ -1,0 +1,156 @@
+/**
+ * The peer side of keepers (issue 11). Whenever a direct connection to one
+ * of the configured keepers opens, this peer asks it to keep its databases
+ * (`keeper:registered`, or `keeper:refused` with a `KeeperRefusedError`
+ * saying why), then asks which catalogs it keeps and records each as a
+ * companion once its profile verifies as its own peer's (the proof that only
+ * that peer could sign): a keeper is never trusted for who owns what.
+ *
+ * The links themselves are the hub links' (keepers are dialed and redialed
+ * like bootstrap peers); every request is bounded in time, so a keeper that
+ * goes away mid-request costs a bounded time, never a hang.
+ */
+import PQueue from 'p-queue'
+import { KEEPER_PROTOCOL, encode, readResponse, type KeeperRequest, type KeeperResponse } from './protocol.ts'
+import { KeeperRefusedError } from '../errors.ts'
+import { withDeadline } from '../utils/abort.ts'
+import { trailingPeerId } from '../utils/multiaddr.ts'
+import type { Connection, Logger } from '@libp2p/interface'
+import type { NppComponents, Startable } from '../components.ts'
+import type { KeeperStatus } from '../types.ts'
+
+/** Introduced profiles verified at once. */
+const INTRODUCTION_CONCURRENCY = 4
+
+export interface KeeperClientInit {
+  /** The keepers' multiaddrs (each ending in `/p2p/<peer id>`). */
+  keepers: string[]
+  /** Our user db, which we ask keepers to keep. */
+  userDb: string
+  /** Whether keepers may introduce us to others. */
+  listed: boolean
+  /** Time limit (ms) of each request, and of verifying each introduced profile. */
+  timeout: number
+}
+
+export interface KeeperClientComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
+  companions: { introduce(userDb: string, peerId: string, keeper: string, signal: AbortSignal): Promise<boolean> }
+}
+
+export class KeeperClient implements Startable {
+  private readonly components: KeeperClientComponents
+  private readonly init: KeeperClientInit
+  private readonly log: Logger
+  private readonly status = new Map<string, KeeperStatus>()
+  /** One registration round per keeper at a time. */
+  private readonly rounds = new Map<string, Promise<void>>()
+  private readonly introductions = new PQueue({ concurrency: INTRODUCTION_CONCURRENCY })
+  private shutdown = new AbortController()
+  private started = false
+
+  constructor (components: KeeperClientComponents, init: KeeperClientInit) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.forComponent('npp:keeper:client')
+    for (const configured of init.keepers) {
+      const peerId = trailingPeerId(configured)?.toString()
+      if (peerId != null) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0 })
+    }
+  }
+
+  start (): void {
+    if (this.started) return
+    this.started = true
+    this.shutdown = new AbortController()
+    this.components.libp2p.addEventListener('connection:open', this.onConnection)
+    for (const connection of this.components.libp2p.getConnections()) this.onConnection(new CustomEvent('connection:open', { detail: connection }))
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.shutdown.abort()
+    this.components.libp2p.removeEventListener('connection:open', this.onConnection)
+    this.introductions.clear()
+    await Promise.allSettled([...this.rounds.values()])
+    await this.introductions.onIdle()
+  }
+
+  /** Each configured keeper and what it said. */
+  list (): KeeperStatus[] {
+    return [...this.status.values()].map(s => ({ ...s }))
+  }
+
+  /** Register with `peerId` and take its introductions now (joins a round under way). */
+  async refresh (peerId: string): Promise<void> {
+    const running = this.rounds.get(peerId)
+    if (running != null) { await running; return }
+    const round = this.round(peerId).finally(() => { this.rounds.delete(peerId) })
+    this.rounds.set(peerId, round)
+    await round
+  }
+
+  private readonly onConnection = (evt: CustomEvent<Connection>): void => {
+    const connection = evt.detail
+    if (connection.limits != null) return
+    const peerId = connection.remotePeer.toString()
+    if (this.status.has(peerId)) void this.refresh(peerId)
+  }
+
+  private async round (peerId: string): Promise<void> {
+    const status = this.status.get(peerId)
+    if (status == null || !this.started) return
+    try {
+      const kept = await this.request(peerId, { op: 'keep', userDb: this.init.userDb, listed: this.init.listed })
+      if (kept.ok) {
+        status.registered = true
+        status.refused = undefined
+        this.log('%s keeps our databases', peerId)
+        this.components.events.safeDispatchEvent('keeper:registered', { detail: { ...status } })
+      } else {
+        status.registered = false
+        status.refused = kept.error
+        const error = new KeeperRefusedError(kept.error, `keeper ${peerId} refused to keep our databases (${kept.error}): ${kept.message}`)
+        this.log('%s refused to keep us: %e', peerId, error)
+        this.components.events.safeDispatchEvent('keeper:refused', { detail: { ...status, error } })
+      }
+      const listed = await this.request(peerId, { op: 'list' })
+      if (!listed.ok) return
+      await Promise.all((listed.catalogs ?? []).map(async ({ peerId: owner, userDb }) => {
+        await this.introductions.add(async () => {
+          try {
+            const added = await withDeadline(this.init.timeout, this.shutdown.signal, `verifying ${owner}'s profile from keeper ${peerId}`, async (signal) =>
+              await this.components.companions.introduce(userDb, owner, peerId, signal))
+            if (added) status.introduced++
+          } catch (err) {
+            this.log('an introduction by %s (%s as %s) was not taken: %e', peerId, userDb, owner, err)
+          }
+        }, { signal: this.shutdown.signal }).catch(() => {})
+      }))
+      if (this.started) this.components.events.safeDispatchEvent('keeper:introduced', { detail: { ...status } })
+    } catch (err) {
+      if (this.shutdown.signal.aborted) return
+      status.lastError = err instanceof Error ? err.message : String(err)
+      this.log('asking keeper %s failed: %e', peerId, err)
+    }
+  }
+
+  private async request (peerId: string, request: KeeperRequest): Promise<KeeperResponse> {
+    return await withDeadline(this.init.timeout, this.shutdown.signal, `asking keeper ${peerId} (${request.op})`, async (signal) => {
+      const connection = this.components.libp2p.getConnections().find(c => c.remotePeer.toString() === peerId && c.limits == null && c.status === 'open')
+      if (connection == null) throw new Error(`keeper ${peerId} is not linked directly`)
+      const stream = await connection.newStream(KEEPER_PROTOCOL, { signal })
+      // listen from the start (see readToEnd)
+      const reading = readResponse(stream, signal)
+      reading.catch(() => {})
+      try {
+        stream.send(encode(request))
+        await stream.close({ signal })
+        return await reading
+      } catch (err) {
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        throw err
+      }
+    })
+  }
+}
