@@ -249,7 +249,13 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       : new KeeperService({ ...components, companions }, { ...this.init.keeper, timeout: o.discoveryTimeout })
     const keeperClient = o.keepers.length === 0
       ? undefined
-      : new KeeperClient({ ...components, companions }, { keepers: o.keepers, userDb: databases.user.address, listed: o.listed, timeout: o.discoveryTimeout })
+      : new KeeperClient({ ...components, companions }, {
+        keepers: o.keepers,
+        userDb: databases.user.address,
+        listed: o.listed,
+        timeout: o.discoveryTimeout,
+        refreshInterval: o.reconnectInterval
+      })
     // a keeper keeps only the peers it serves, and announces itself to no one
     const discovery = new Discovery({ ...components, verifier: keeper ?? companions }, {
       announce: keeper == null,

@@ -389,6 +389,8 @@ export interface NewPiecePleaseEvents {
   'keeper:refused': CustomEvent<KeeperStatus & { error: KeeperRefusedError }>
   /** A keeper's introductions were all checked (each taken as a companion or not; `introduced` counts those taken since start). */
   'keeper:introduced': CustomEvent<KeeperStatus>
+  /** On a keeper: a kept user was dropped (over a quota as it grew, or denied); what was kept of it is closed and forgotten. */
+  'keeper:dropped': CustomEvent<{ peerId: string, reason: 'over-quota' | 'not-allowed', message: string }>
   /** A link to a hub (the relay, a bootstrap peer) came up. */
   'hub:connected': CustomEvent<HubStatus>
   /** A link to a hub went down, or its first dial (after start or after a drop) failed (`failedDials`, `lastError`); it is dialed again with back-off and jitter. */

@@ -4,7 +4,10 @@
  * profile verifier (whether an announced peer is who it says) and the links
  * (online state and redials), and is what discovery hands announcements to.
  */
-import { MAX_COMPANIONS } from '../constants.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { raceSignal } from 'race-signal'
+import { MAX_COMPANIONS, MAX_COMPANION_MULTIADDRS } from '../constants.ts'
+import { tryMultiaddr } from '../utils/multiaddr.ts'
 import { InvalidRemoteDataError } from '../errors.ts'
 import { CompanionRegister } from './register.ts'
 import { Replicas, type Replica } from './replicas.ts'
@@ -134,6 +137,13 @@ export class Companions implements Startable, AnnouncementVerifier {
     return this.convergence.state(replica)
   }
 
+  /** Check `replica` against its owner (or a keeper) now; resolves to its sync state afterwards. */
+  async syncNow (replica: Replica, signal: AbortSignal): Promise<ReplicaSync> {
+    signal.throwIfAborted()
+    await raceSignal(this.convergence.check(replica), signal)
+    return this.convergence.state(replica)
+  }
+
   async whenSynced (replica: Replica, signal: AbortSignal): Promise<void> {
     await this.convergence.whenSynced(replica, signal)
   }
@@ -153,9 +163,16 @@ export class Companions implements Startable, AnnouncementVerifier {
    * whatever the keeper says. Its blocks come from whoever has them (the
    * keeper). Resolves to whether it is a companion (a known one is left as is).
    */
-  async introduce (userDb: string, peerId: string, keeper: string, signal: AbortSignal): Promise<boolean> {
+  async introduce (userDb: string, peerId: string, keeper: string, multiaddrs: string[], signal: AbortSignal): Promise<boolean> {
     if (peerId === this.components.libp2p.peerId.toString()) return false
-    if (this.register.get(userDb)?.nodeId === peerId && this.replicas.has(userDb)) return true
+    // where the keeper last saw it: a lie costs a failed dial (the peer id is
+    // checked by the connection's encryption), so they are only hints
+    const addrs = multiaddrs.slice(0, MAX_COMPANION_MULTIADDRS).flatMap(a => tryMultiaddr(a) ?? [])
+    if (addrs.length > 0) await this.components.libp2p.peerStore.merge(peerIdFromString(peerId), { multiaddrs: addrs }).catch(() => {})
+    if (this.register.get(userDb)?.nodeId === peerId && this.replicas.has(userDb)) {
+      if (addrs.length > 0) this.links.nudge(peerId)
+      return false
+    }
     await this.record(userDb, peerId, signal, keeper)
     return true
   }

@@ -127,6 +127,19 @@ export class CompanionLinks {
   }
 
   /** Dial every companion that is not connected now, ignoring back-off. */
+  /**
+   * New addresses of a companion that is not connected were learned (a
+   * keeper's introduction): dial it now instead of at its next back-off.
+   */
+  nudge (peerId: string): void {
+    if (!this.started || this.isConnected(peerId)) return
+    const address = this.components.register.addressOf(peerId)
+    const record = address == null ? undefined : this.components.register.get(address)
+    if (record == null) return
+    this.backoff.delete(peerId)
+    void this.dial(record)
+  }
+
   async redialAll (signal?: AbortSignal): Promise<void> {
     await this.track(this.redial(true, signal))
   }

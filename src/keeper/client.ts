@@ -11,6 +11,7 @@
  * goes away mid-request costs a bounded time, never a hang.
  */
 import PQueue from 'p-queue'
+import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
 import { KEEPER_PROTOCOL, encode, readResponse, type KeeperRequest, type KeeperResponse } from './protocol.ts'
 import { KeeperRefusedError } from '../errors.ts'
 import { withDeadline } from '../utils/abort.ts'
@@ -31,10 +32,15 @@ export interface KeeperClientInit {
   listed: boolean
   /** Time limit (ms) of each request, and of verifying each introduced profile. */
   timeout: number
+  /**
+   * How often (ms) linked keepers are asked again: newly kept catalogs, and
+   * where their owners now listen (so a companion back online is dialed).
+   */
+  refreshInterval: number
 }
 
 export interface KeeperClientComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
-  companions: { introduce(userDb: string, peerId: string, keeper: string, signal: AbortSignal): Promise<boolean> }
+  companions: { introduce(userDb: string, peerId: string, keeper: string, multiaddrs: string[], signal: AbortSignal): Promise<boolean> }
 }
 
 export class KeeperClient implements Startable {
@@ -45,6 +51,7 @@ export class KeeperClient implements Startable {
   /** One registration round per keeper at a time. */
   private readonly rounds = new Map<string, Promise<void>>()
   private readonly introductions = new PQueue({ concurrency: INTRODUCTION_CONCURRENCY })
+  private readonly task: RepeatingTask
   private shutdown = new AbortController()
   private started = false
 
@@ -52,6 +59,9 @@ export class KeeperClient implements Startable {
     this.components = components
     this.init = init
     this.log = components.logger.forComponent('npp:keeper:client')
+    this.task = repeatingTask(async () => {
+      await Promise.all([...this.status.keys()].filter(p => this.linked(p)).map(async p => { await this.refresh(p) }))
+    }, init.refreshInterval)
     for (const configured of init.keepers) {
       const peerId = trailingPeerId(configured)?.toString()
       if (peerId != null) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0 })
@@ -64,12 +74,18 @@ export class KeeperClient implements Startable {
     this.shutdown = new AbortController()
     this.components.libp2p.addEventListener('connection:open', this.onConnection)
     for (const connection of this.components.libp2p.getConnections()) this.onConnection(new CustomEvent('connection:open', { detail: connection }))
+    this.task.start()
+  }
+
+  private linked (peerId: string): boolean {
+    return this.components.libp2p.getConnections().some(c => c.remotePeer.toString() === peerId && c.limits == null && c.status === 'open')
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.shutdown.abort()
+    this.task.stop()
     this.components.libp2p.removeEventListener('connection:open', this.onConnection)
     this.introductions.clear()
     await Promise.allSettled([...this.rounds.values()])
@@ -116,11 +132,11 @@ export class KeeperClient implements Startable {
       }
       const listed = await this.request(peerId, { op: 'list' })
       if (!listed.ok) return
-      await Promise.all((listed.catalogs ?? []).map(async ({ peerId: owner, userDb }) => {
+      await Promise.all((listed.catalogs ?? []).map(async ({ peerId: owner, userDb, multiaddrs }) => {
         await this.introductions.add(async () => {
           try {
             const added = await withDeadline(this.init.timeout, this.shutdown.signal, `verifying ${owner}'s profile from keeper ${peerId}`, async (signal) =>
-              await this.components.companions.introduce(userDb, owner, peerId, signal))
+              await this.components.companions.introduce(userDb, owner, peerId, multiaddrs ?? [], signal))
             if (added) status.introduced++
           } catch (err) {
             this.log('an introduction by %s (%s as %s) was not taken: %e', peerId, userDb, owner, err)

@@ -22,10 +22,36 @@ import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { OrbitDBDatabase } from '../orbitdb/types.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
-import type { Companion } from '../types.ts'
+import type { Companion, ReplicaSync } from '../types.ts'
+import type { Replica } from '../companions/replicas.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 
 /** Requests a keeper handles at once per connection (a peer needs two). */
 const MAX_INBOUND_STREAMS = 4
+export const DEFAULT_MAX_PIECES_PER_USER = 100_000
+export const DEFAULT_MAX_BYTES_PER_USER = 64 * 1024 * 1024
+export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024 * 1024
+/** Addresses of a kept user handed out with an introduction. */
+const MAX_INTRODUCED_ADDRS = 8
+
+/** What a keeper keeps of one user (`GET /catalogs`). */
+export interface KeptUser {
+  peerId: string
+  /** Its user db (profile). */
+  userDb: string
+  /** Its catalog. */
+  catalog: string
+  username: string
+  /** Introduced to the peers the keeper serves. */
+  listed: boolean
+  pieces: number
+  /** Bytes of log entries kept (profile, catalog, counters). */
+  bytes: number
+  /** When its catalog last changed on the keeper (ms since the epoch), or when it was first kept. */
+  lastUpdate: number
+}
+
+interface Usage { pieces: number, bytes: number, lastUpdate: number }
 
 export interface KeeperServiceInit {
   /**
@@ -47,6 +73,27 @@ export interface KeeperServiceInit {
    */
   maxUsers?: number
   /**
+   * Pieces kept at most per user; a user whose catalog grows beyond is no
+   * longer kept (and refused as `over-quota` until it shrinks).
+   *
+   * @default DEFAULT_MAX_PIECES_PER_USER (100000)
+   */
+  maxPiecesPerUser?: number
+  /**
+   * Bytes of log entries kept at most per user (profile, catalog and
+   * counters), as above.
+   *
+   * @default DEFAULT_MAX_BYTES_PER_USER (64 MiB)
+   */
+  maxBytesPerUser?: number
+  /**
+   * Bytes of log entries kept at most for all users together; a new user
+   * that would go over is refused as `over-quota`.
+   *
+   * @default DEFAULT_MAX_BYTES (4 GiB)
+   */
+  maxBytes?: number
+  /**
    * Peer ids kept but not introduced to others (their owners asked so).
    *
    * @default []
@@ -56,9 +103,14 @@ export interface KeeperServiceInit {
   timeout: number
 }
 
-export interface KeeperServiceComponents extends Pick<NppComponents, 'libp2p' | 'logger' | 'open'> {
+export interface KeeperServiceComponents extends Pick<NppComponents, 'libp2p' | 'logger' | 'open' | 'events'> {
   /** The keeper's companions: its kept users. */
-  companions: AnnouncementVerifier & { list(): Companion[], remove(peerId: string): Promise<void> }
+  companions: AnnouncementVerifier & {
+    list(): Companion[]
+    remove(peerId: string): Promise<void>
+    openReplicas(): Replica[]
+    syncNow(replica: Replica, signal: AbortSignal): Promise<ReplicaSync>
+  }
 }
 
 /** A refusal as thrown inside the keeper, answered as `{ ok: false, error }`. */
@@ -79,6 +131,12 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly unlisted: Set<string>
   /** The user db and counters replicas held open for each kept user (the catalog's is the companions'), by peer id. */
   private readonly held = new Map<string, Promise<OrbitDBDatabase[]>>()
+  /** Measured usage per kept user, by peer id (recomputed after its databases change). */
+  private readonly usage = new Map<string, Usage>()
+  /** Usage recomputations under way, by peer id (one at a time each). */
+  private readonly measuring = new Map<string, Promise<Usage>>()
+  /** Users measured again once the current measurement ends. */
+  private readonly remeasure = new Set<string>()
   private shutdown = new AbortController()
   private started = false
 
@@ -95,7 +153,9 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     this.started = true
     this.shutdown = new AbortController()
     // what was kept before a restart is served again at once (replicas are local)
-    for (const c of this.components.companions.list()) void this.hold(c.nodeId, c.address)
+    for (const c of this.components.companions.list()) {
+      this.hold(c.nodeId, c.address).catch((err: unknown) => { if (this.started) this.log.error('could not keep %s again: %e', c.nodeId, err) })
+    }
     await this.components.libp2p.handle(KEEPER_PROTOCOL, this.onStream, { maxInboundStreams: MAX_INBOUND_STREAMS })
   }
 
@@ -123,10 +183,88 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       } catch (err) {
         this.log.error('could not hold the databases of %s: %e', peerId, err)
       }
+      const catalog = this.replicaOf(peerId)?.db
+      const changed = (): void => { this.remeasureLater(peerId) }
+      for (const db of [...dbs, ...(catalog == null ? [] : [catalog])]) db.events.on('update', changed)
       return dbs
     })()
     this.held.set(peerId, opening)
     await opening
+    await this.measure(peerId)
+  }
+
+  private replicaOf (peerId: string): Replica | undefined {
+    return this.components.companions.openReplicas().find(r => r.owner === peerId)
+  }
+
+  /** Count what is kept of `peerId`: its pieces, and the bytes of every entry of its three logs. */
+  private async measure (peerId: string): Promise<Usage> {
+    const running = this.measuring.get(peerId)
+    if (running != null) {
+      this.remeasure.add(peerId)
+      return await running
+    }
+    const work = (async (): Promise<Usage> => {
+      const replica = this.replicaOf(peerId)
+      const dbs: OrbitDBDatabase[] = [...(await this.held.get(peerId) ?? []), ...(replica == null ? [] : [replica.db])]
+      let bytes = 0
+      for (const db of dbs) {
+        for await (const entry of db.log.iterator()) {
+          const block = await db.log.storage.get(entry.hash) as Uint8Array | undefined
+          bytes += block?.byteLength ?? 0
+        }
+      }
+      const catalog = replica?.db as unknown as { count?: () => Promise<number>, all(): Promise<unknown[]> } | undefined
+      const pieces = catalog == null ? 0 : typeof catalog.count === 'function' ? await catalog.count() : (await catalog.all()).length
+      const usage = { pieces, bytes, lastUpdate: Date.now() }
+      this.usage.set(peerId, usage)
+      return usage
+    })().finally(() => {
+      this.measuring.delete(peerId)
+      if (this.remeasure.delete(peerId)) this.remeasureLater(peerId)
+    })
+    this.measuring.set(peerId, work)
+    return await work
+  }
+
+  /** Measure `peerId` again (its databases changed) and enforce its quota; failures (a close under way) are logged. */
+  private remeasureLater (peerId: string): void {
+    if (!this.started || !this.held.has(peerId)) return
+    this.measure(peerId).then(async () => { await this.enforce(peerId) }).catch((err: unknown) => {
+      if (this.started) this.log('measuring what is kept of %s failed: %e', peerId, err)
+    })
+  }
+
+  /** Stop keeping a user over its quota (it is refused as `over-quota` when it asks again). */
+  private async enforce (peerId: string): Promise<void> {
+    const usage = this.usage.get(peerId)
+    const over = usage == null ? undefined : this.overQuota(usage)
+    if (over == null || !this.started) return
+    this.log.error('no longer keeping %s: %s', peerId, over)
+    await this.drop(peerId)
+    this.components.events.safeDispatchEvent('keeper:dropped', { detail: { peerId, reason: 'over-quota', message: over } })
+  }
+
+  /** Why `usage` is over a per-user quota, if it is. */
+  private overQuota (usage: Usage): string | undefined {
+    const maxPieces = this.init.maxPiecesPerUser ?? DEFAULT_MAX_PIECES_PER_USER
+    const maxBytes = this.init.maxBytesPerUser ?? DEFAULT_MAX_BYTES_PER_USER
+    if (usage.pieces > maxPieces) return `${usage.pieces} pieces, over this keeper's ${maxPieces} per user`
+    if (usage.bytes > maxBytes) return `${usage.bytes} bytes, over this keeper's ${maxBytes} per user`
+    return undefined
+  }
+
+  /** Bytes kept for every user but `except`. */
+  private bytesKept (except?: string): number {
+    let total = 0
+    for (const [peerId, u] of this.usage) if (peerId !== except) total += u.bytes
+    return total
+  }
+
+  private async drop (peerId: string): Promise<void> {
+    await this.release(peerId)
+    this.usage.delete(peerId)
+    await this.components.companions.remove(peerId)
   }
 
   private async release (peerId: string): Promise<void> {
@@ -144,8 +282,9 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   /** Stop serving `peerId` and drop what is kept of it. Idempotent. */
   async deny (peerId: string): Promise<void> {
     if (this.allowed.delete(peerId)) this.log('denied %s', peerId)
-    await this.release(peerId)
-    await this.components.companions.remove(peerId)
+    const kept = this.usage.has(peerId)
+    await this.drop(peerId)
+    if (kept) this.components.events.safeDispatchEvent('keeper:dropped', { detail: { peerId, reason: 'not-allowed', message: `${peerId} was denied` } })
   }
 
   /** The allowlist. */
@@ -158,9 +297,38 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     return this.init.open === true || this.allowed.has(peerId)
   }
 
-  /** The users kept, and whether each is introduced to others. */
-  kept (): Array<Companion & { listed: boolean }> {
-    return this.components.companions.list().map(c => ({ ...c, listed: !this.unlisted.has(c.nodeId) }))
+  /** The users kept: who, whether each is introduced to others, pieces, bytes, last update. */
+  kept (): KeptUser[] {
+    return this.components.companions.list().map(c => {
+      const u = this.usage.get(c.nodeId)
+      return {
+        peerId: c.nodeId,
+        userDb: c.address,
+        catalog: c.pieces,
+        username: c.username,
+        listed: !this.unlisted.has(c.nodeId),
+        pieces: u?.pieces ?? 0,
+        bytes: u?.bytes ?? 0,
+        lastUpdate: u?.lastUpdate ?? c.lastSeen
+      }
+    })
+  }
+
+  /** Replicas kept (user, catalog and counters databases) and the bytes of their entries (`/health`). */
+  storage (): { users: number, replicas: number, bytes: number } {
+    let replicas = 0
+    for (const c of this.components.companions.list()) replicas += 1 + (this.usage.has(c.nodeId) ? 2 : 0)
+    return { users: this.components.companions.list().length, replicas, bytes: this.bytesKept() }
+  }
+
+  /** Where a kept user was last seen listening (its identify-reported addresses). */
+  private async addressesOf (peerId: string): Promise<string[]> {
+    try {
+      const peer = await this.components.libp2p.peerStore.get(peerIdFromString(peerId))
+      return peer.addresses.map(a => a.multiaddr.toString()).slice(0, MAX_INTRODUCED_ADDRS)
+    } catch {
+      return []
+    }
   }
 
   /**
@@ -174,6 +342,21 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     if (kept.length >= max && !kept.some(c => c.nodeId === from)) throw new KeeperRefusalError('over-quota', `this keeper keeps ${max} users already`)
     await this.components.companions.verify(userDb, from, signal)
     await this.hold(from, userDb)
+    // what the peer has now: its quota is checked on its latest catalog, and
+    // a `registered` peer may go offline knowing the keeper has it all
+    const replica = this.replicaOf(from)
+    if (replica != null) {
+      const sync = await this.components.companions.syncNow(replica, signal)
+      if (sync.state !== 'synced') throw new KeeperRefusalError('unavailable', `could not sync ${from}'s catalog: ${sync.error ?? sync.state}`)
+    }
+    const usage = await this.measure(from)
+    const over = this.overQuota(usage)
+    const maxBytes = this.init.maxBytes ?? DEFAULT_MAX_BYTES
+    const total = over == null && this.bytesKept(from) + usage.bytes > maxBytes ? `this keeper's ${maxBytes} bytes would be exceeded` : undefined
+    if (over != null || total != null) {
+      await this.drop(from)
+      throw new KeeperRefusalError('over-quota', over ?? total ?? '')
+    }
   }
 
   private readonly onStream = (stream: Stream, connection: Connection): void => {
@@ -189,7 +372,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       if (request == null) {
         response = { ok: false, error: 'bad-request', message: 'expected {"op":"keep","userDb":…} or {"op":"list"}' }
       } else if (request.op === 'list') {
-        const catalogs = this.serves(from) ? this.kept().filter(c => c.listed && c.nodeId !== from).map(c => ({ peerId: c.nodeId, userDb: c.address })) : []
+        const listed = this.serves(from) ? this.kept().filter(c => c.listed && c.peerId !== from) : []
+        const catalogs = await Promise.all(listed.map(async c => ({ peerId: c.peerId, userDb: c.userDb, multiaddrs: await this.addressesOf(c.peerId) })))
         response = { ok: true, catalogs }
       } else {
         response = await this.keep(request.userDb, from, request.listed, bound.signal)

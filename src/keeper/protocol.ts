@@ -49,7 +49,12 @@ export type KeeperRequest =
   | { op: 'keep', userDb: string, listed: boolean }
   | { op: 'list' }
 
-export interface IntroducedCatalog { peerId: string, userDb: string }
+export interface IntroducedCatalog {
+  peerId: string
+  userDb: string
+  /** Where the keeper last saw the peer listening: hints, checked by the peer id at dial. */
+  multiaddrs?: string[]
+}
 
 export type KeeperResponse =
   | { ok: true, listed?: boolean, catalogs?: IntroducedCatalog[] }
@@ -99,8 +104,10 @@ export async function readResponse (stream: Stream, signal: AbortSignal): Promis
   if (Array.isArray(v.catalogs)) {
     for (const c of v.catalogs.slice(0, MAX_LISTED)) {
       if (!isPlainObject(c)) continue
-      const { peerId, userDb } = c as Record<string, unknown>
-      if (typeof peerId === 'string' && peerId.length < 128 && isOrbitDBAddress(userDb)) catalogs.push({ peerId, userDb })
+      const { peerId, userDb, multiaddrs } = c as Record<string, unknown>
+      if (typeof peerId !== 'string' || peerId.length >= 128 || !isOrbitDBAddress(userDb)) continue
+      const addrs = Array.isArray(multiaddrs) ? multiaddrs.filter((a): a is string => typeof a === 'string' && a.length < 256).slice(0, 16) : []
+      catalogs.push({ peerId, userDb, multiaddrs: addrs })
     }
   }
   return { ok: true, listed: v.listed === true, catalogs }

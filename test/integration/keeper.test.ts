@@ -36,7 +36,7 @@ describe('keepers', () => {
     }
 
     // B has never met A, and A is offline
-    const b = await peer({ username: 'bea', keepers })
+    const b = await peer({ username: 'bea', keepers, reconnectInterval: 500 })
     const introduced = await nextEvent(b, 'db:discovered', c => c.nodeId === aId, 20_000)
     assert.equal(introduced.introducedBy, keeper.peerId)
     await holds(b, aId, 'Oboe', 3)
@@ -45,6 +45,67 @@ describe('keepers', () => {
     const source = sources.find(s => s.owner === aId)
     assert.equal(source?.status, 'ok', 'synced through the keeper, with the owner away')
     assert.equal(b.keepers()[0]?.introduced, 1)
+
+    // A comes back (same data, new port): B learns where from the keeper and they link directly
+    const linked = nextEvent(b, 'companion:online', c => c.nodeId === aId, 20_000)
+    const back = await createNewPiecePlease({ directory: dirA, listen: LOOPBACK, keepers })
+    try {
+      await linked
+      assert.ok(b.libp2p.getConnections(back.libp2p.peerId).some(c => c.limits == null), 'a direct connection')
+      await back.addNewPiece('QmBackAgain', 'Oboe')
+      await holds(b, aId, 'Oboe', 4)
+    } finally {
+      await back.stop()
+    }
+  })
+
+  it('quotas: a user whose catalog grows over its quota is dropped, then refused as over-quota', async () => {
+    const keeper = await peer({ username: 'small-keeper', keeper: { open: true, maxPiecesPerUser: 2 } })
+    const a = await peer({ username: 'gus', keepers: [keeper.getMultiaddrs()[0]!] })
+    await a.addNewPiece('QmQuota1', 'Viola')
+    await nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId)
+    await holds(keeper, a.peerId, 'Viola', 1)
+    const dropped = nextEvent(keeper, 'keeper:dropped', d => d.peerId === a.peerId)
+    await a.addNewPiece('QmQuota2', 'Viola')
+    await a.addNewPiece('QmQuota3', 'Viola')
+    assert.equal((await dropped).reason, 'over-quota')
+    assert.deepEqual(keeper.keeperService?.kept(), [])
+    // asked again (at the next connection), it is refused with the reason
+    const refused = nextEvent(a, 'keeper:refused', s => s.peerId === keeper.peerId, 20_000)
+    await keeper.libp2p.hangUp(a.libp2p.peerId)
+    const { error } = await refused
+    assert.equal(error.reason, 'over-quota')
+    assert.match(error.message, /3 pieces, over this keeper's 2 per user/)
+  })
+
+  it('two keepers: with one gone, the other still brings a catalog; a restarted keeper keeps every replica', async () => {
+    const dirK = await tempDir()
+    let k1 = await createNewPiecePlease({ directory: dirK, listen: LOOPBACK, keeper: { open: true } })
+    const k2 = await peer({ username: 'k2', keeper: { open: true } })
+    const k1Addr = k1.getMultiaddrs()[0]!
+    const a = await peer({ username: 'hua', keepers: [k1Addr, k2.getMultiaddrs()[0]!] })
+    const both = Promise.all([k1.peerId, k2.peerId].map(async id => await nextEvent(a, 'keeper:registered', s => s.peerId === id)))
+    await a.addNewPiece('QmTwice', 'Harp')
+    await both
+    await Promise.all([holds(k1, a.peerId, 'Harp', 1), holds(k2, a.peerId, 'Harp', 1)])
+    await a.stop()
+
+    // k1 goes away: B, configured with both, gets A's catalog from k2
+    await k1.stop()
+    const b = await peer({ username: 'ian', keepers: [k1Addr, k2.getMultiaddrs()[0]!] })
+    await nextEvent(b, 'db:discovered', c => c.nodeId === a.peerId, 20_000)
+    await holds(b, a.peerId, 'Harp', 1)
+
+    // k1 restarts from its directory with A's replicas, while A is still away
+    k1 = await createNewPiecePlease({ directory: dirK, listen: LOOPBACK, keeper: { open: true } })
+    try {
+      assert.deepEqual(k1.keeperService?.kept().map(k => k.peerId), [a.peerId])
+      const c = await peer({ username: 'jay', keepers: [k1.getMultiaddrs()[0]!] })
+      await nextEvent(c, 'db:discovered', d => d.nodeId === a.peerId, 20_000)
+      await holds(c, a.peerId, 'Harp', 1)
+    } finally {
+      await k1.stop()
+    }
   })
 
   it('denies by default: a peer not on the allowlist is refused with a typed reason, and kept once allowed', async () => {
@@ -65,7 +126,7 @@ describe('keepers', () => {
     const registered = nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId, 20_000)
     await keeper.libp2p.hangUp(a.libp2p.peerId)
     await registered
-    assert.deepEqual(keeper.keeperService?.kept().map(k => k.nodeId), [a.peerId])
+    assert.deepEqual(keeper.keeperService?.kept().map(k => k.peerId), [a.peerId])
   })
 
   it('a keeper that lies about who owns a catalog is not believed: the profile must prove its peer', async () => {
@@ -76,10 +137,10 @@ describe('keepers', () => {
     await liar.databases.user.put('nodeId', c.peerId)
     const service = liar.keeperService as any
     service.kept = () => [
-      { nodeId: c.peerId, address: liar.databases.user.address, listed: true },
+      { peerId: c.peerId, userDb: liar.databases.user.address, listed: true },
       // honest A's profile as if it were C's, and C's as A's
-      { nodeId: c.peerId, address: a.databases.user.address, listed: true },
-      { nodeId: a.peerId, address: c.databases.user.address, listed: true }
+      { peerId: c.peerId, userDb: a.databases.user.address, listed: true },
+      { peerId: a.peerId, userDb: c.databases.user.address, listed: true }
     ]
     // the blocks are there to be read: A and C are linked to the liar
     await a.connectToPeer(liar.getMultiaddrs()[0]!)
