@@ -72,7 +72,7 @@ interface Parts {
   discovery: Discovery
   /** Present when running as a keeper (`init.keeper`). */
   keeper?: KeeperService
-  /** Present when `keepers` are configured. */
+  /** Present unless this instance is a keeper itself. */
   keeperClient?: KeeperClient
   query: CatalogQuery
 }
@@ -216,6 +216,20 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
     // the slow part of being found. Peers that connect meanwhile are
     // announced to when discovery starts. Nothing here waits for the network
     // unless the caller asked for requireRelay.
+    // keepers: configured, or listed in the relay's /config (read while the
+    // databases open, before the keeper client exists: held until then)
+    const keeperIds = new Set(o.keepers.flatMap(k => trailingPeerId(k)?.toString() ?? []))
+    const learnedKeepers: string[] = []
+    const late: { keeperClient?: KeeperClient } = {}
+    const keeperSink = {
+      add: (addr: string): string | undefined => {
+        if (this.init.keeper != null) return undefined // a keeper keeps; it does not register with others
+        if (late.keeperClient != null) return late.keeperClient.add(addr)
+        const id = trailingPeerId(addr)?.toString()
+        if (id != null && !learnedKeepers.includes(addr)) learnedKeepers.push(addr)
+        return id
+      }
+    }
     const relayClient = new RelayClient(components, {
       relay: o.relay,
       // keepers are linked (and relinked) like bootstrap peers
@@ -225,7 +239,8 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       pubsubDiscovery: o.pubsubDiscovery,
       reconnectInterval: o.reconnectInterval,
       canDialDirectly: platform.canDialDirectly,
-      gaterAllowed
+      gaterAllowed,
+      keepers: keeperSink
     })
     if (o.requireRelay && o.relay != null) await relayClient.require()
     relayClient.start()
@@ -242,19 +257,20 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       maxBackoff: Math.max(DEFAULT_MAX_RECONNECT_BACKOFF, o.reconnectInterval),
       dialTimeout: o.dialTimeout,
       memory: o.storage === 'memory',
-      convergence: { keepers: o.keepers.map(k => String(trailingPeerId(k))) }
+      convergence: { keepers: keeperIds }
     })
     const keeper = this.init.keeper == null
       ? undefined
       : new KeeperService({ ...components, companions }, { ...this.init.keeper, timeout: o.discoveryTimeout })
-    const keeperClient = o.keepers.length === 0
+    const keeperClient = late.keeperClient = keeper != null
       ? undefined
       : new KeeperClient({ ...components, companions }, {
-        keepers: o.keepers,
+        keepers: [...o.keepers, ...learnedKeepers],
         userDb: databases.user.address,
         listed: o.listed,
         timeout: o.discoveryTimeout,
-        refreshInterval: o.reconnectInterval
+        refreshInterval: o.reconnectInterval,
+        peerIds: keeperIds
       })
     // a keeper keeps only the peers it serves, and announces itself to no one
     const discovery = new Discovery({ ...components, verifier: keeper ?? companions }, {

@@ -43,11 +43,12 @@ const MAX_HEADS = 64
 export interface ConvergenceInit {
   /**
    * Peers that keep replicas for their owners (keepers, by peer id), asked
-   * in this order when the owner is not linked directly.
+   * when the owner is not linked directly. Read at each check: keepers
+   * learned later (from a relay's `/config`) are added to it.
    *
-   * @default []
+   * @default an empty set
    */
-  keepers?: string[]
+  keepers?: ReadonlySet<string>
   /** @default DEFAULT_SYNC_INTERVAL */
   syncInterval?: number
   /** @default HEADS_TIMEOUT */
@@ -83,7 +84,7 @@ export class Convergence implements Startable {
 
   constructor (components: ConvergenceComponents, init: ConvergenceInit = {}) {
     this.components = components
-    this.init = { syncInterval: DEFAULT_SYNC_INTERVAL, headsTimeout: HEADS_TIMEOUT, fetchTimeout: FETCH_TIMEOUT, keepers: [], ...init }
+    this.init = { syncInterval: DEFAULT_SYNC_INTERVAL, headsTimeout: HEADS_TIMEOUT, fetchTimeout: FETCH_TIMEOUT, keepers: new Set<string>(), ...init }
     this.log = components.logger.forComponent('npp:companions:convergence')
     this.round = repeatingTask(async () => { await this.checkAll() }, this.init.syncInterval)
   }
@@ -301,7 +302,7 @@ export class Convergence implements Startable {
     const connection = evt.detail
     if (connection.limits != null) return
     const peer = connection.remotePeer.toString()
-    const keeper = this.init.keepers.includes(peer)
+    const keeper = this.init.keepers.has(peer)
     for (const replica of this.components.replicas.list()) {
       if (replica.owner === peer || keeper || this.components.introducerOf?.(replica) === peer) void this.check(replica)
     }

@@ -7,8 +7,9 @@
  * that peer could sign): a keeper is never trusted for who owns what.
  *
  * The links themselves are the hub links' (keepers are dialed and redialed
- * like bootstrap peers); every request is bounded in time, so a keeper that
- * goes away mid-request costs a bounded time, never a hang.
+ * like bootstrap peers; a relay's `/config` may list keepers too, which are
+ * kept linked like its trusted peers); every request is bounded in time, so
+ * a keeper that goes away mid-request costs a bounded time, never a hang.
  */
 import PQueue from 'p-queue'
 import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
@@ -37,6 +38,8 @@ export interface KeeperClientInit {
    * where their owners now listen (so a companion back online is dialed).
    */
   refreshInterval: number
+  /** The keepers' peer ids, kept up to date as keepers are added (shared with convergence). */
+  peerIds?: Set<string>
 }
 
 export interface KeeperClientComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
@@ -62,10 +65,7 @@ export class KeeperClient implements Startable {
     this.task = repeatingTask(async () => {
       await Promise.all([...this.status.keys()].filter(p => this.linked(p)).map(async p => { await this.refresh(p) }))
     }, init.refreshInterval)
-    for (const configured of init.keepers) {
-      const peerId = trailingPeerId(configured)?.toString()
-      if (peerId != null) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0 })
-    }
+    for (const configured of init.keepers) this.add(configured)
   }
 
   start (): void {
@@ -90,6 +90,20 @@ export class KeeperClient implements Startable {
     this.introductions.clear()
     await Promise.allSettled([...this.rounds.values()])
     await this.introductions.onIdle()
+  }
+
+  /**
+   * A keeper learned after start (listed in the relay's `/config`); it is
+   * asked at its next direct connection. Returns its peer id, or undefined
+   * for an address that names none.
+   */
+  add (configured: string): string | undefined {
+    const peerId = trailingPeerId(configured)?.toString()
+    if (peerId == null || peerId === this.components.libp2p.peerId.toString()) return undefined
+    if (!this.status.has(peerId)) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0 })
+    this.init.peerIds?.add(peerId)
+    if (this.started && this.linked(peerId)) void this.refresh(peerId)
+    return peerId
   }
 
   /** Each configured keeper and what it said. */

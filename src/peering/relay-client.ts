@@ -23,6 +23,8 @@ export interface ResolvedRelay {
   addrs: string[]
   /** Multiaddrs (each with `/p2p/<peer id>`) of the peers the relay keeps connected and hands out. */
   trusted: string[]
+  /** Multiaddrs (each with `/p2p/<peer id>`) of the keepers that run beside the relay (`npx new-piece-please keeper`), usable by this platform. */
+  keepers: string[]
 }
 
 export function checkRelayOption (relay: unknown): string | undefined {
@@ -42,7 +44,7 @@ export function checkRelayOption (relay: unknown): string | undefined {
 
 /** The relay's multiaddrs usable by this platform (WebSockets only in browsers). */
 export async function resolveRelay (relay: string, options: { timeout: number, websocketOnly: boolean, signal?: AbortSignal }): Promise<ResolvedRelay> {
-  if (!/^https?:\/\//.test(relay)) return { addrs: [relay], trusted: [] }
+  if (!/^https?:\/\//.test(relay)) return { addrs: [relay], trusted: [], keepers: [] }
   let body: unknown
   try {
     body = await withDeadline(options.timeout, options.signal, `fetching ${relay}`, async (signal) => {
@@ -66,7 +68,15 @@ export async function resolveRelay (relay: string, options: { timeout: number, w
   const trusted = isPlainObject(body) && Array.isArray(body.trusted)
     ? body.trusted.filter((m): m is string => typeof m === 'string' && trailingPeerId(m) != null).slice(0, MAX_TRUSTED_PEERS)
     : []
-  return { addrs: (options.websocketOnly || tcp.length === 0 ? usable : tcp).map(({ text }) => text), trusted }
+  // keepers are optional too; a browser can dial only their WebSocket addresses
+  const keepers = isPlainObject(body) && Array.isArray(body.keepers)
+    ? body.keepers.filter((m): m is string => {
+      if (typeof m !== 'string' || trailingPeerId(m) == null) return false
+      const ma = tryMultiaddr(m)
+      return ma != null && (!options.websocketOnly || isWebSocket(ma))
+    }).slice(0, MAX_TRUSTED_PEERS)
+    : []
+  return { addrs: (options.websocketOnly || tcp.length === 0 ? usable : tcp).map(({ text }) => text), trusted, keepers }
 }
 
 export interface RelayClientInit {
@@ -91,6 +101,8 @@ export interface RelayClientInit {
   gaterAllowed?: string[]
   /** Overrides the hub back-off (tests). */
   hubDelays?: { minDelay: number, maxDelay: number }
+  /** Where keepers listed in the relay's `/config` go (see `KeeperClient.add`). */
+  keepers?: { add(configured: string): string | undefined }
 }
 
 /**
@@ -158,7 +170,23 @@ export class RelayClient implements Startable {
     const allowed = this.init.gaterAllowed
     if (allowed != null) for (const addr of resolved.addrs) if (!allowed.includes(addr)) allowed.push(addr)
     this.keepTrusted(resolved)
+    this.keepKeepers(resolved)
     return resolved.addrs
+  }
+
+  /** Keepers beside the relay count as configured keepers: let through the gater, kept linked, and asked. */
+  private keepKeepers (relay: ResolvedRelay): void {
+    const allowed = this.init.gaterAllowed
+    for (const addr of relay.keepers) {
+      if (allowed != null && !allowed.includes(addr)) allowed.push(addr)
+      const peer = trailingPeerId(addr)
+      if (peer == null || peer.equals(this.components.libp2p.peerId) || this.init.keepers?.add(addr) == null) continue
+      try {
+        this.autoDial?.keep(peer, [parseMultiaddr(addr)])
+      } catch (err) {
+        this.log.error('ignoring keeper %s from the relay: %e', addr, err)
+      }
+    }
   }
 
   /**

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict'
 import { peer, nextEvent, until, tempDir } from '../helpers/peers.ts'
 import { createNewPiecePlease, KeeperRefusedError, type NewPiecePlease } from '../../src/index.ts'
 import { LOOPBACK } from '../helpers/peers.ts'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 
 /** `who` holds `count` pieces of `owner` played on `instrument` (in its replica, or its own catalog). */
 async function holds (who: NewPiecePlease, owner: string, instrument: string, count: number): Promise<void> {
@@ -149,5 +151,21 @@ describe('keepers', () => {
     await nextEvent(b, 'keeper:introduced', s => s.peerId === liar.peerId, 30_000)
     assert.deepEqual(await b.getCompanions(), [], 'neither swapped profile was taken')
     assert.equal(b.keepers()[0]?.introduced, 0)
+  })
+
+  it('a keeper listed in the relay\'s /config counts as a keeper', async () => {
+    const keeper = await peer({ username: 'listed-keeper', keeper: { open: true } })
+    const addr = keeper.getMultiaddrs()[0]!
+    // a relay config naming the keeper (the keeper's node stands in for the relay's)
+    const server = createServer((_req, res) => { res.end(JSON.stringify({ peerId: keeper.peerId, multiaddrs: [addr], keepers: [addr, 'not a multiaddr', '/ip4/127.0.0.1/tcp/1'] })) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/config`
+      const a = await peer({ username: 'kai', relay: url })
+      await nextEvent(a, 'keeper:registered', st => st.peerId === keeper.peerId, 20_000)
+      assert.deepEqual(a.keepers().map(k => k.configured), [addr], 'malformed and peer-less entries are left out')
+    } finally {
+      server.close()
+    }
   })
 })
