@@ -1,7 +1,9 @@
 /**
  * The browser demo: a catalog in the page, through the relay given as
- * `?relay=<config URL>` (default: a relay on this machine). Every control
- * reports failures in the page; `window.NPP` is there for console scripting.
+ * `?relay=<config URL>` (default: a relay on this machine), with the keepers
+ * its `/config` lists and any given as `?keeper=<multiaddr>` (repeatable).
+ * Every control reports failures in the page; `window.NPP` is there for
+ * console scripting.
  */
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -10,6 +12,7 @@ import { createNewPiecePlease, type NewPiecePlease, type OwnedPiece, type Piece,
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T
 const params = new URLSearchParams(location.search)
 const relay = params.get('relay') ?? 'http://127.0.0.1:9090/config'
+const keepers = params.getAll('keeper')
 // one catalog (and peer id) per profile: tabs of one browser share IndexedDB,
 // so a second peer in the same browser needs `?profile=<name>`
 const profile = params.get('profile') ?? ''
@@ -82,11 +85,25 @@ function syncView (state: ReplicaSync | undefined): HTMLElement {
 
 async function renderCompanions (npp: NewPiecePlease): Promise<void> {
   const companions = await npp.getCompanions()
-  $('companions').replaceChildren(...companions.map(c => item(
-    span(`${c.username} (${short(c.nodeId)})`, 'grow'),
-    syncView(syncStates.get(c.nodeId)),
-    span(c.online ? 'online' : 'offline', c.online ? 'online' : 'offline')
-  )))
+  $('companions').replaceChildren(...companions.map(c => {
+    const li = item(
+      span(`${c.username} (${short(c.nodeId)})`, 'grow'),
+      // met through a keeper, never (yet) directly
+      ...(c.introducedBy != null ? [span(`via keeper ${short(c.introducedBy)}`, 'muted introduced')] : []),
+      syncView(syncStates.get(c.nodeId)),
+      span(c.online ? 'online' : 'offline', c.online ? 'online' : 'offline')
+    )
+    li.dataset.peer = c.nodeId
+    return li
+  }))
+}
+
+/** Each keeper: whether it keeps our databases (or why not), and how many companions it introduced. */
+function renderKeepers (npp: NewPiecePlease): void {
+  const list = npp.keepers()
+  $('keepers').textContent = list.length === 0
+    ? 'keepers: none'
+    : list.map(k => `keeper ${short(k.peerId)}: ${k.registered ? 'keeps us' : k.refused != null ? `refused (${k.refused})` : 'not asked yet'}, introduced ${k.introduced}`).join(' · ')
 }
 
 /** Connected peers and how: WebRTC (direct), relayed (signalling only), or WebSocket (the relay itself). */
@@ -114,7 +131,7 @@ async function main (): Promise<void> {
   debug.checked = localStorage.debug === 'npp:*'
   debug.addEventListener('change', () => { debug.checked ? localStorage.debug = 'npp:*' : localStorage.removeItem('debug') })
 
-  const npp = await createNewPiecePlease({ relay, directory })
+  const npp = await createNewPiecePlease({ relay, directory, keepers })
   ;(window as any).NPP = npp
   $('peer-id').textContent = npp.peerId
   $('username').textContent = String(await npp.getProfileField('username'))
@@ -127,6 +144,10 @@ async function main (): Promise<void> {
   npp.addEventListener('hub:connected', hubs)
   npp.addEventListener('hub:disconnected', hubs)
   hubs()
+  // keepers keep our catalog while this page is closed, and introduce the catalogs they keep
+  const keeperView = (): void => { renderKeepers(npp) }
+  for (const type of ['keeper:registered', 'keeper:refused', 'keeper:introduced'] as const) npp.addEventListener(type, keeperView)
+  keeperView()
   // how far each companion's replica has followed its owner: a progress bar while it catches up
   npp.addEventListener('catalog:sync', (e) => { syncStates.set(e.detail.owner, e.detail); renderCompanions(npp).catch(showError) })
 
