@@ -1,6 +1,7 @@
 /**
- * Node defaults: TCP transport, LevelDB storage under `directory`. With a
- * relay configured, also circuit relay v2 and WebRTC (through
+ * Node defaults: TCP transport (WebSockets too when a listen address is
+ * one), LevelDB storage under `directory`. With a relay configured, also
+ * circuit relay v2 and WebRTC (through
  * `node-datachannel`), so browsers that meet this peer at the relay can link
  * to it directly; those are loaded only then. The browser build swaps this
  * module for `./browser.ts` (package.json `browser` field), so nothing here
@@ -13,7 +14,7 @@ import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { joinPath } from '../utils/path.ts'
 import { StorageLockedError } from '../errors.ts'
-import { isTcp } from '../utils/multiaddr.ts'
+import { isTcp, isWebSocket, tryMultiaddr } from '../utils/multiaddr.ts'
 import { claimLocally } from './local-locks.ts'
 
 const log = logger('platform')
@@ -46,13 +47,16 @@ export const platform: PlatformDefaults = {
   name: 'node',
   defaultListen: DEFAULT_LISTEN,
   relayListen: RELAY_LISTEN,
-  transports: async ({ relay, iceServers }) => {
-    if (!relay) return { transports: [tcp()], release: async () => {} }
+  transports: async ({ relay, iceServers, listen = [] }) => {
+    // WebSockets only when asked to listen on them (a keeper, which browsers dial directly)
+    const websockets = listen.some(addr => { const ma = tryMultiaddr(addr); return ma != null && isWebSocket(ma) })
+    const direct = [tcp(), ...(websockets ? [(await import('@libp2p/websockets')).webSockets()] : [])]
+    if (!relay) return { transports: direct, release: async () => {} }
     const [{ circuitRelayTransport }, { webRTC }, { cleanup }] = await Promise.all([import('@libp2p/circuit-relay-v2'), import('@libp2p/webrtc'), import('node-datachannel')])
     webrtcStacks++
     let released = false
     return {
-      transports: [tcp(), circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })],
+      transports: [...direct, circuitRelayTransport(), webRTC({ rtcConfiguration: { iceServers } })],
       release: async () => {
         if (released) return
         released = true

@@ -10,6 +10,8 @@ export interface TransportOptions {
   relay: boolean
   /** ICE servers for WebRTC; `[]` (no STUN, host candidates only) unless the caller opts in. */
   iceServers: IceServer[]
+  /** The listen addresses: in Node, a WebSocket one adds the WebSockets transport (a keeper that browsers dial). */
+  listen?: readonly string[]
 }
 
 /**

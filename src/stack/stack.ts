@@ -208,7 +208,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
     blockBrokers: [],
     routers: []
   })
-  const transports = await platform.transports({ relay: init.relay ?? false, iceServers: init.iceServers ?? [...DEFAULT_ICE_SERVERS] })
+  const transports = await platform.transports({ relay: init.relay ?? false, iceServers: init.iceServers ?? [...DEFAULT_ICE_SERVERS], listen: init.listen })
   // runs after libp2p has stopped (closers run last first)
   closers.push(transports.release)
   const limits = crowdConnectionLimits(crowd, platform.connectionLimits)
