@@ -139,6 +139,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly remeasure = new Set<string>()
   private shutdown = new AbortController()
   private started = false
+  /** Called when the allowlist or the unlisted set changes (see `onChange`). */
+  private readonly changeListeners = new Set<() => void | Promise<void>>()
 
   constructor (components: KeeperServiceComponents, init: KeeperServiceInit) {
     this.components = components
@@ -275,13 +277,18 @@ export class KeeperService implements Startable, AnnouncementVerifier {
 
   /** Serve `peerId` from now on. Idempotent. */
   allow (peerId: string): void {
-    if (!this.allowed.has(peerId)) this.log('allowed %s', peerId)
+    if (this.allowed.has(peerId)) return
+    this.log('allowed %s', peerId)
     this.allowed.add(peerId)
+    void this.changed()
   }
 
   /** Stop serving `peerId` and drop what is kept of it. Idempotent. */
   async deny (peerId: string): Promise<void> {
-    if (this.allowed.delete(peerId)) this.log('denied %s', peerId)
+    if (this.allowed.delete(peerId)) {
+      this.log('denied %s', peerId)
+      await this.changed()
+    }
     const kept = this.usage.has(peerId)
     await this.drop(peerId)
     if (kept) this.components.events.safeDispatchEvent('keeper:dropped', { detail: { peerId, reason: 'not-allowed', message: `${peerId} was denied` } })
@@ -290,6 +297,33 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   /** The allowlist. */
   allowlist (): string[] {
     return [...this.allowed]
+  }
+
+  /** Peer ids kept but not introduced to others (they registered with `listed: false`). */
+  unlistedPeers (): string[] {
+    return [...this.unlisted]
+  }
+
+  /**
+   * Call `listener` after each change of the allowlist or of the unlisted
+   * set, so they can be saved (the keeper command writes them to its
+   * directory). A peer that registers unlisted is answered once the
+   * listeners' promises have settled, so what it was told is saved. Returns
+   * the function that removes it.
+   */
+  onChange (listener: () => void | Promise<void>): () => void {
+    this.changeListeners.add(listener)
+    return () => { this.changeListeners.delete(listener) }
+  }
+
+  private async changed (): Promise<void> {
+    await Promise.all([...this.changeListeners].map(async listener => {
+      try {
+        await listener()
+      } catch (err) {
+        this.log.error('a change listener failed: %e', err)
+      }
+    }))
   }
 
   /** Whether `peerId` may be kept (allowlisted, or the keeper is open). */
@@ -391,8 +425,10 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private async keep (userDb: string, from: string, listed: boolean, signal: AbortSignal): Promise<KeeperResponse> {
     try {
       await this.verify(userDb, from, signal)
+      const wasListed = !this.unlisted.has(from)
       if (listed) this.unlisted.delete(from)
       else this.unlisted.add(from)
+      if (wasListed !== listed) await this.changed()
       this.log('keeping %s (%s)', from, listed ? 'listed' : 'unlisted')
       return { ok: true, listed }
     } catch (err) {
