@@ -8,7 +8,7 @@
  */
 // first: on a Node that is too old this says so before anything else can fail
 import '../platform/node-version.ts'
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { createLibp2p } from 'libp2p'
@@ -111,6 +111,26 @@ export interface RelayConfig {
   trusted: string[]
 }
 
+/**
+ * What a service running in the relay's process (the keeper, `npx
+ * new-piece-please keeper`) adds to the relay's HTTP API: collaborators
+ * handed to `createRelay(init, extension)`, not options.
+ */
+export interface RelayExtension {
+  /** Fields added to `GET /config` (the relay's own fields win over them). */
+  config?(): Record<string, unknown>
+  /** Fields added to `GET /health` (the relay's own fields win over them). */
+  health?(): Record<string, unknown>
+  /** The paths `handle` answers, named in the relay's 404 answer. */
+  paths?: string[]
+  /**
+   * Answer a request the relay does not (`/config`, `/peers` and `/health`
+   * are the relay's): resolve `true` once answered, `false` to let the relay
+   * answer 404 or 405. A rejection is answered 500.
+   */
+  handle?(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>
+}
+
 export interface Relay {
   readonly peerId: string
   readonly libp2p: Libp2p
@@ -169,7 +189,7 @@ async function listenHttp (server: Server, host: string, port: number): Promise<
   })
 }
 
-export async function createRelay (init: RelayInit = {}): Promise<Relay> {
+export async function createRelay (init: RelayInit = {}, extension: RelayExtension = {}): Promise<Relay> {
   const listen = init.listen === undefined ? [...DEFAULT_RELAY_LISTEN] : checkAddrs('listen', init.listen)
   const announce = checkAddrs('announce', init.announce)
   const trusted = checkAddrs('trusted', init.trusted)
@@ -233,14 +253,13 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
   }
 
   const started = Date.now()
-  const server = createServer((req, res) => {
-    const send = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'cache-control': 'no-store' })
-      res.end(JSON.stringify(body))
-    }
+  type Send = (status: number, body: unknown) => void
+  const relayPaths = ['/config', '/peers', '/health']
+  /** The relay's own answers, and 405/404 for what nobody answers. */
+  const answer = (req: IncomingMessage, path: string, send: Send): void => {
     if (req.method !== 'GET') { send(405, { error: 'only GET' }); return }
-    const path = (req.url ?? '/').split('?')[0]
-    if (path === '/config') { send(200, config()); return }
+    // the relay's own fields first and unchanged, the extension's after them
+    if (path === '/config') { const own = config(); send(200, { ...own, ...extension.config?.(), ...own }); return }
     if (path === '/peers') {
       send(200, libp2p.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), direction: c.direction })))
       return
@@ -249,7 +268,7 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
       const held = (libp2p.services as any).relay?.reservations?.size ?? 0
       const { refused, released } = reservations.stats()
       const inbound = gate.stats()
-      send(200, {
+      const own = {
         status: 'ok',
         peerId: libp2p.peerId.toString(),
         connections: libp2p.getConnections().length,
@@ -261,10 +280,27 @@ export async function createRelay (init: RelayInit = {}): Promise<Relay> {
         inboundRefused: inbound.refused,
         inboundDropped: inbound.dropped,
         uptimeMs: Date.now() - started
-      })
+      }
+      send(200, { ...own, ...extension.health?.(), ...own })
       return
     }
-    send(404, { error: `no ${path}; try /config, /peers or /health` })
+    const paths = [...relayPaths, ...(extension.paths ?? [])]
+    send(404, { error: `no ${path}; try ${paths.slice(0, -1).join(', ')} or ${paths.at(-1) ?? ''}` })
+  }
+  const server = createServer((req, res) => {
+    const send: Send = (status, body) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'cache-control': 'no-store' })
+      res.end(JSON.stringify(body))
+    }
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (relayPaths.includes(path) || extension.handle == null) { answer(req, path, send); return }
+    extension.handle(req, res, path).then(handled => {
+      if (!handled) answer(req, path, send)
+    }, (err: unknown) => {
+      log.error('the HTTP handler beside the relay failed on %s %s: %e', req.method, path, err)
+      if (!res.headersSent) send(500, { error: 'internal error' })
+      else res.destroy()
+    })
   })
   let port: number
   try {
