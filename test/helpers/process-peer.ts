@@ -18,8 +18,8 @@ export class ProcessPeer {
   private readonly waiters: Array<{ match: (e: { event: string, detail: any }) => boolean, resolve: (d: any) => void }> = []
   stderr = ''
 
-  private constructor (init: NewPiecePleaseInit) {
-    this.child = spawn(process.execPath, ['--import', guard, fixture, JSON.stringify(init)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  private constructor (init: NewPiecePleaseInit, execArgv: string[]) {
+    this.child = spawn(process.execPath, [...execArgv, '--import', guard, fixture, JSON.stringify(init)], { stdio: ['pipe', 'pipe', 'pipe'] })
     this.child.stderr.on('data', (d) => { this.stderr += String(d) })
     this.exited = new Promise(resolve => this.child.on('exit', code => {
       for (const p of this.pending.values()) p.reject(new Error(`peer process exited (${code}): ${this.stderr}`))
@@ -44,8 +44,9 @@ export class ProcessPeer {
     })
   }
 
-  static async start (init: NewPiecePleaseInit, ms = 30_000): Promise<ProcessPeer> {
-    const peer = new ProcessPeer(init)
+  /** `execArgv`: Node options for the child, e.g. `--expose-gc` so that `memory({ gc: true })` collects first. */
+  static async start (init: NewPiecePleaseInit, ms = 30_000, execArgv: string[] = []): Promise<ProcessPeer> {
+    const peer = new ProcessPeer(init, execArgv)
     const ready = await peer.waitFor(e => e.event === 'ready', ms)
     peer.peerId = ready.peerId
     peer.multiaddrs = ready.multiaddrs
@@ -68,6 +69,11 @@ export class ProcessPeer {
       const timer = setTimeout(() => { reject(new Error(`no matching event within ${ms} ms; stderr: ${this.stderr}`)) }, ms)
       this.waiters.push({ match, resolve: (d) => { clearTimeout(timer); resolve(d) } })
     })
+  }
+
+  /** The child's memory in bytes (`process.memoryUsage()` and `peak`, see test/fixtures/peer-process.ts). */
+  async memory (options: { gc?: boolean, resetPeak?: boolean } = {}): Promise<NodeJS.MemoryUsage & { peak: number }> {
+    return await this.call('memory', options)
   }
 
   kill (): void {
