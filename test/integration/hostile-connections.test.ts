@@ -3,7 +3,9 @@
  * then stall (a slowloris) must not lock honest peers out, not even those
  * behind the same address, and a crowd behind one address still gets in;
  * relay reservations taken by throwaway peers are given back when they
- * leave, and refusals are counted in `/health`.
+ * leave, and refusals are counted in `/health`. The attackers are raw
+ * sockets and bare libp2p nodes; the victim peer runs in its own process
+ * (test/helpers/attacker-target.ts), so its memory is measured alone.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -20,6 +22,26 @@ import { tryGetNetConfig } from '@libp2p/utils'
 import type { NewPiecePlease } from '../../src/index.ts'
 import { relay, tcpOf } from '../helpers/relay.ts'
 import { peer } from '../helpers/peers.ts'
+import { Target, memoryAcross, ownMemoryAcross, describeMemory, assertMemory, type MemoryBounds } from '../helpers/attacker-target.ts'
+
+/**
+ * Finding 5: how far the victim's RSS may rise while 200 sockets stall on
+ * it, or 20 peers from one address take what connections they can, and how
+ * much more it may hold after (heap and buffers, after a GC). A pending
+ * upgrade costs a socket and a handshake state, a connection its muxer and
+ * a few streams: measured RSS +1-10 MB, held +0-5 MB. The bounds guard
+ * against connections or upgrades whose state is kept after they close.
+ */
+const SLOWLORIS_MEMORY: MemoryBounds = { peak: 60, held: 20 }
+const CONNECTIONS_MEMORY: MemoryBounds = { peak: 100, held: 30 }
+/**
+ * Finding 6 runs the relay in this process, beside the throwaway peers that
+ * take its reservations: how far this process's RSS may rise while 5 peers
+ * reserve, leave and reserve again. A reservation is a record and a
+ * connection: measured +1-5 MB. A generous bound, for a process that holds
+ * the attackers too.
+ */
+const RESERVATIONS_PEAK_MB = 60
 
 /** The TCP port of a listen address. */
 function portOf (addr: Multiaddr): number {
@@ -81,49 +103,59 @@ async function bareNode (localAddress = '127.0.0.1'): Promise<Libp2p> {
 }
 
 describe('hostile connections', () => {
-  it('a slowloris on the victim\'s port, from the honest peer\'s own address, delays an honest dial by seconds at most', async () => {
-    const victim = await peer({ pubsubDiscovery: false })
-    const addr = victim.getMultiaddrs()[0]!
-    // more than any pending limit: those over it are refused, the rest held half-open
-    const attack = await slowloris(portOf(multiaddr(addr)), 200)
-    try {
-      const held = attack.open()
-      assert.ok(held >= 10, `the attack holds slots (${held} sockets open)`)
-      const honest = await peer({ pubsubDiscovery: false })
-      // before: refused until libp2p's 10 s upgrade timeout dropped the held sockets
-      const { ms } = await dialWithin(honest, addr, 5_000)
-      assert.ok(honest.getIpfsPeers().includes(victim.peerId), `connected after ${ms} ms`)
-      assert.ok(attack.open() > 0, 'while the attack still holds sockets')
-    } finally {
-      attack.destroy()
-    }
+  it('a slowloris on the victim\'s port, from the honest peer\'s own address, delays an honest dial by seconds at most', async (t) => {
+    const [victim, honest] = await Promise.all([Target.start({ pubsubDiscovery: false }), peer({ pubsubDiscovery: false })])
+    const addr = victim.addr
+    const memory = await memoryAcross(victim, async () => {
+      // more than any pending limit: those over it are refused, the rest held half-open
+      const attack = await slowloris(portOf(multiaddr(addr)), 200)
+      try {
+        const held = attack.open()
+        assert.ok(held >= 10, `the attack holds slots (${held} sockets open)`)
+        // before: refused until libp2p's 10 s upgrade timeout dropped the held sockets
+        const { ms } = await dialWithin(honest, addr, 5_000)
+        assert.ok(honest.getIpfsPeers().includes(victim.peerId), `connected after ${ms} ms`)
+        assert.ok(attack.open() > 0, 'while the attack still holds sockets')
+      } finally {
+        attack.destroy()
+      }
+    })
+    t.diagnostic(describeMemory(memory))
+    assertMemory(memory, SLOWLORIS_MEMORY)
   })
 
-  it('a slowloris from another address takes nothing from a crowd of 20 peers behind one address: all get in at once', async () => {
-    const victim = await peer({ pubsubDiscovery: false })
-    const addr = multiaddr(victim.getMultiaddrs()[0]!)
-    const attack = await slowloris(portOf(addr), 200, '127.0.0.2')
+  it('a slowloris from another address takes nothing from a crowd of 20 peers behind one address: all get in at once', async (t) => {
+    const victim = await Target.start({ pubsubDiscovery: false })
+    const addr = multiaddr(victim.addr)
     // bare libp2p nodes: only getting in is tested (20 catalog peers meeting the victim would also keep the CPU busy for seconds)
     const crowd = await Promise.all(Array.from({ length: 20 }, async () => await bareNode()))
     try {
-      assert.ok(attack.open() >= 10, `the attack holds slots (${attack.open()} sockets open)`)
-      // one attempt each (no retries): nothing here may be refused
-      const results = await Promise.allSettled(crowd.map(async p => await p.dial(addr, { signal: AbortSignal.timeout(5_000) })))
-      const failed = results.filter(r => r.status === 'rejected').map(r => String((r as PromiseRejectedResult).reason?.message))
-      assert.deepEqual(failed, [], `${failed.length} of 20 refused`)
-      assert.ok(attack.open() > 0, 'while the attack still holds sockets')
+      const memory = await memoryAcross(victim, async () => {
+        const attack = await slowloris(portOf(addr), 200, '127.0.0.2')
+        try {
+          assert.ok(attack.open() >= 10, `the attack holds slots (${attack.open()} sockets open)`)
+          // one attempt each (no retries): nothing here may be refused
+          const results = await Promise.allSettled(crowd.map(async p => await p.dial(addr, { signal: AbortSignal.timeout(5_000) })))
+          const failed = results.filter(r => r.status === 'rejected').map(r => String((r as PromiseRejectedResult).reason?.message))
+          assert.deepEqual(failed, [], `${failed.length} of 20 refused`)
+          assert.ok(attack.open() > 0, 'while the attack still holds sockets')
+        } finally {
+          attack.destroy()
+        }
+      })
+      t.diagnostic(describeMemory(memory))
+      assertMemory(memory, SLOWLORIS_MEMORY)
     } finally {
-      attack.destroy()
       await Promise.allSettled(crowd.map(async p => { await p.stop() }))
     }
   })
 
-  it('connections from one address cannot take every connection slot: an honest peer still gets in', async () => {
-    const victim = await peer({ pubsubDiscovery: false })
-    const addr = multiaddr(victim.getMultiaddrs()[0]!)
+  it('connections from one address cannot take every connection slot: an honest peer still gets in', async (t) => {
+    const [victim, honest] = await Promise.all([Target.start({ pubsubDiscovery: false }), peer({ pubsubDiscovery: false })])
+    const addr = multiaddr(victim.addr)
     // throwaway peer ids, all dialing from 127.0.0.2
     const attackers = await Promise.all(Array.from({ length: 20 }, async () => await bareNode('127.0.0.2')))
-    try {
+    const memory = await memoryAcross(victim, async () => {
       // each takes as many connections as it can (libp2p's Node cap is 300),
       // paced by the victim's per-address rate limit: a refused dial is
       // retried after a short pause, until 300 are open or none got in for
@@ -143,17 +175,20 @@ describe('hostile connections', () => {
       }
       await Promise.all(attackers.map(more))
       const held = open()
-      assert.ok(held >= 64, `the attack holds connections (${held})`)
-      // before: 300 held, every inbound dial refused
-      const honest = await peer({ pubsubDiscovery: false })
-      const { ms } = await dialWithin(honest, addr.toString(), 3_000)
-      assert.ok(honest.getIpfsPeers().includes(victim.peerId), `connected after ${ms} ms beside ${held} connections from one address`)
-    } finally {
-      await Promise.allSettled(attackers.map(async a => { await a.stop() }))
-    }
+      try {
+        assert.ok(held >= 64, `the attack holds connections (${held})`)
+        // before: 300 held, every inbound dial refused
+        const { ms } = await dialWithin(honest, addr.toString(), 3_000)
+        assert.ok(honest.getIpfsPeers().includes(victim.peerId), `connected after ${ms} ms beside ${held} connections from one address`)
+      } finally {
+        await Promise.allSettled(attackers.map(async a => { await a.stop() }))
+      }
+    })
+    t.diagnostic(describeMemory(memory))
+    assertMemory(memory, CONNECTIONS_MEMORY)
   })
 
-  it('relay reservations of peers that left are given back at once; refusals and releases are counted in /health', async () => {
+  it('relay reservations of peers that left are given back at once; refusals and releases are counted in /health', async (t) => {
     const r = await relay({ listen: ['/ip4/127.0.0.1/tcp/0'], maxReservations: 4 })
     const relayAddr = tcpOf(r)
     const health = async (): Promise<any> => await (await fetch(`${r.httpUrl}/health`)).json()
@@ -172,7 +207,7 @@ describe('hostile connections', () => {
       await node.start()
       return node
     }
-    try {
+    const memory = await ownMemoryAcross(async () => {
       // throwaway peers take every reservation
       const throwaways = await Promise.all(Array.from({ length: 4 }, reserver))
       assert.equal((await health()).reservations, 4)
@@ -209,8 +244,10 @@ describe('hostile connections', () => {
       assert.ok(honest.getMultiaddrs().some(m => m.toString().includes('/p2p-circuit')), 'reachable through the relay')
       assert.ok(Date.now() - started < 5_000)
       assert.equal((await health()).reservations, 1)
-    } finally {
+    }).finally(async () => {
       await Promise.allSettled(nodes.map(async n => { await n.stop() }))
-    }
+    })
+    t.diagnostic(`RSS of this process (relay and throwaways) ${memory.baseline.toFixed(0)} → peak ${memory.peak.toFixed(0)} MB`)
+    assert.ok(memory.peak - memory.baseline < RESERVATIONS_PEAK_MB, `the relay's process rose by less than ${RESERVATIONS_PEAK_MB} MB: ${memory.baseline.toFixed(0)} → ${memory.peak.toFixed(0)} MB`)
   })
 })
