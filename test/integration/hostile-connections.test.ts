@@ -29,7 +29,7 @@ import { Target, memoryAcross, ownMemoryAcross, describeMemory, assertMemory, ty
  * it, or 20 peers from one address take what connections they can, and how
  * much more it may hold after (heap and buffers, after a GC). A pending
  * upgrade costs a socket and a handshake state, a connection its muxer and
- * a few streams: measured RSS +1-10 MB, held +0-5 MB. The bounds guard
+ * a few streams: measured RSS +1-3 MB, held +1-2 MB. The bounds guard
  * against connections or upgrades whose state is kept after they close.
  */
 const SLOWLORIS_MEMORY: MemoryBounds = { peak: 60, held: 20 }
@@ -38,8 +38,8 @@ const CONNECTIONS_MEMORY: MemoryBounds = { peak: 100, held: 30 }
  * Finding 6 runs the relay in this process, beside the throwaway peers that
  * take its reservations: how far this process's RSS may rise while 5 peers
  * reserve, leave and reserve again. A reservation is a record and a
- * connection: measured +1-5 MB. A generous bound, for a process that holds
- * the attackers too.
+ * connection: measured +7-16 MB, most of it the throwaways' own libp2p
+ * nodes. A generous bound, for a process that holds the attackers too.
  */
 const RESERVATIONS_PEAK_MB = 60
 
