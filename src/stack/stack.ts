@@ -13,6 +13,7 @@ import { MemoryDatastore } from 'datastore-core'
 import { LevelBlockstore } from 'blockstore-level'
 import { LevelDatastore } from 'datastore-level'
 import * as dagCbor from '@ipld/dag-cbor'
+import { toString as uint8ArrayToString } from 'uint8arrays'
 import { createOrbitDB, KeyStore, Identities, MemoryStorage, LevelStorage, ComposedStorage, LRUStorage, IPFSBlockStorage } from '@orbitdb/core'
 import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
@@ -35,11 +36,65 @@ const dbLog = logger('sync')
  * access controller, identity, then entries along their links), so bitswap's
  * batching delays add up: send wants and blocks at once, and answer a
  * want-have for any block up to 1 MiB with the block itself.
+ *
+ * The rest stays at @helia/bitswap's defaults (4.0.19), on purpose:
+ * - `maxWantListSize` (1024; spelled so, the documented `maxWantlistSize` is
+ *   not read) evicts wants a peer sent us, and Helia never sends a want
+ *   twice: an evicted want of an honest peer is lost until it reconnects. In
+ *   a mesh of 10 companions, up to 163 live wants from one peer were open at
+ *   once, and with the limit at 128, 10 to 197 of them were evicted while the
+ *   mesh replicated; against a flood it only helps while the flood sends more
+ *   wants per message than the limit. Floods are paced by `limitPeerWants`.
+ * - `maxIncomingMessageSize` (4 MiB): unsolicited blocks are hashed and
+ *   dropped, never stored, and a lower limit would reset the stream of an
+ *   honest Helia that packs several blocks into one message (its default is
+ *   4 MiB too), losing them; `maxOutgoingMessageSize` follows it when unset,
+ *   and a block larger than that makes 4.0.19's message splitter send empty
+ *   messages until the send times out.
+ * - `maxInboundStreams` (1024 per connection): Helia opens a stream per
+ *   message, up to 50 at once towards one peer.
  */
 export const BITSWAP_OPTIONS = {
   sendWantlistDebounce: 0,
   sendBlocksDebounce: 0,
   maxSizeReplaceHasWithBlock: 1024 * 1024
+}
+
+/**
+ * Wants one peer may add to our copy of its wantlist, each second. An honest
+ * peer sent at most 459 a second (replicating a 3,000- and a 10,000-entry
+ * catalog) and 215 a second in a mesh of 10 companions; a flood sent 100,000.
+ */
+export const BITSWAP_WANTS_PER_SECOND = 2000
+/** Wants one peer may send at once before being paced (an honest peer's largest message held 146). */
+export const BITSWAP_WANTS_BURST = 4096
+/** What one message costs at least, in wants: each makes bitswap walk the peer's whole wantlist (honest peers sent at most 31 messages a second). */
+export const BITSWAP_MESSAGE_COST = 8
+/** Wants of one peer waiting for their turn; more are dropped. */
+export const BITSWAP_WANTS_BACKLOG = 8192
+/** Wants of all peers waiting for their turn; more are dropped. */
+export const BITSWAP_WANTS_BACKLOG_TOTAL = 65_536
+
+/** The pace `limitPeerWants` keeps, in wants (the constants above by default). */
+export interface BitswapWantLimits {
+  /** @default BITSWAP_WANTS_PER_SECOND */
+  wantsPerSecond: number
+  /** @default BITSWAP_WANTS_BURST */
+  burst: number
+  /** @default BITSWAP_MESSAGE_COST */
+  messageCost: number
+  /** @default BITSWAP_WANTS_BACKLOG */
+  backlog: number
+  /** @default BITSWAP_WANTS_BACKLOG_TOTAL */
+  backlogTotal: number
+}
+
+export const BITSWAP_WANT_LIMITS: BitswapWantLimits = {
+  wantsPerSecond: BITSWAP_WANTS_PER_SECOND,
+  burst: BITSWAP_WANTS_BURST,
+  messageCost: BITSWAP_MESSAGE_COST,
+  backlog: BITSWAP_WANTS_BACKLOG,
+  backlogTotal: BITSWAP_WANTS_BACKLOG_TOTAL
 }
 
 export interface StackInit {
@@ -82,6 +137,11 @@ export interface Stack {
    * `stats` and `entry:rejected` events say what it refused.
    */
   guard: EntryGuard
+  /**
+   * What the stack's bitswap did with wants of peers over their budget
+   * (`limitPeerWants`); undefined when the caller brought the Helia node.
+   */
+  bitswapWants?: BitswapWantStats
   close(): Promise<void>
 }
 
@@ -89,6 +149,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
   const closers: Array<() => Promise<void>> = []
   let helia: NppHelia
   let orbitdb: OrbitDB
+  let wants: BitswapWantLimiter | undefined
 
   try {
     if (init.orbitdb != null) {
@@ -100,6 +161,9 @@ export async function createStack (init: StackInit): Promise<Stack> {
         if ((helia as any).status !== 'started') await helia.start()
       } else {
         helia = await createHelia(init, closers)
+        // stopped before the node (closers run last first)
+        wants = limitPeerWants(helia)
+        if (wants != null) closers.push(async () => { wants?.stop() })
       }
       orbitdb = await createOrbit(helia, init, closers)
     }
@@ -153,6 +217,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
       return db
     }),
     guard,
+    bitswapWants: wants?.stats,
     async close () {
       await runClosers(closers)
     }
@@ -260,4 +325,194 @@ async function createOrbit (helia: NppHelia, init: StackInit, closers: Array<() 
   // orbitdb.stop() closes every database it opened and the keystore
   closers.push(async () => { await orbitdb.stop() })
   return orbitdb
+}
+
+// --- bitswap: what one peer's wants may cost us ------------------------------
+//
+// @helia/bitswap 4.0.19 (checked against dist/src/peer-want-lists/) handles
+// every wantlist a peer sends at once: each want is decoded, looked up in the
+// blockstore (a NotFoundError, with its stack trace, for each one we lack) and
+// answered, and every message walks the peer's whole wantlist again, looking
+// up once more each want already known to be missing. One stranger's flood of
+// random want-haves, one message at a time, had every one of them answered,
+// took 30 to 35 ms of the victim's CPU per 1,000, its writes from a median of
+// 14 to 66-84 ms and its RSS from 160 to about 300 MB in 4 s; paced, 11 to
+// 12 ms, 13 ms and 210-225 MB (test/integration/hostile-bitswap.test.ts). No
+// option bounds either (see BITSWAP_OPTIONS), so `limitPeerWants` patches the
+// one bitswap it is given, through two of its instances (none of bitswap's
+// modules is loaded):
+// - its PeerWantLists' `receiveMessage`, to pace the wants of each peer
+//   (`BitswapWantLimits`): a message within the peer's budget is handled at
+//   once, as before; one over it waits for its turn, in order; one that would
+//   make the peer's wait longer than its backlog is dropped. A message without
+//   wants (blocks answering our own wants) is not handed to it at all: it
+//   only made bitswap walk the peer's wantlist again.
+// - each Ledger's `sendBlocksToPeer`, to look up a want known to be missing
+//   again only once the block has come (bitswap's `receivedBlock`, which runs
+//   for every block stored), not on every message of that peer.
+
+const bitswapLog = logger('bitswap')
+const PARKED = 'npp-parked'
+
+/** What `limitPeerWants` did, in wants. */
+export interface BitswapWantStats {
+  /** Wants handled later than they came, their peer being over its budget. */
+  deferred: number
+  /** Wants dropped, their peer's backlog being full. */
+  dropped: number
+}
+
+export interface BitswapWantLimiter {
+  readonly stats: BitswapWantStats
+  /** Clears every timer and backlog and gives bitswap its own methods back. Safe to call twice. */
+  stop(): void
+}
+
+interface Budget {
+  tokens: number
+  at: number
+  waiting: Array<{ message: any, cost: number }>
+  waitingCost: number
+  timer?: ReturnType<typeof setTimeout>
+  dropped: number
+}
+
+/**
+ * Paces the wants each peer sends to `helia`'s bitswap (see above); undefined,
+ * with an error logged, when its internals are not the ones checked.
+ */
+export function limitPeerWants (helia: NppHelia, limits: BitswapWantLimits = BITSWAP_WANT_LIMITS): BitswapWantLimiter | undefined {
+  const wantLists = (helia as any).blockBrokers?.find((b: any) => b?.name === 'bitswap')?.bitswap?.peerWantLists
+  const methods = ['receiveMessage', 'receivedBlock', 'peerDisconnected']
+  if (wantLists == null || typeof wantLists.ledgerMap?.get !== 'function' || typeof wantLists.ledgerMap?.values !== 'function' || methods.some(m => typeof wantLists[m] !== 'function')) {
+    bitswapLog.error('bitswap wants are not limited: @helia/bitswap is not the version checked (4.0.19)')
+    return undefined
+  }
+  // put back by stop(): bitswap's own are on its prototype
+  const own = new Map(methods.filter(m => Object.hasOwn(wantLists, m)).map(m => [m, wantLists[m]]))
+  const receive = wantLists.receiveMessage
+  const receivedBlock = wantLists.receivedBlock
+  const peerDisconnected = wantLists.peerDisconnected
+  const stats: BitswapWantStats = { deferred: 0, dropped: 0 }
+  const budgets = new Map<string, Budget>()
+  const patched = new WeakSet<object>()
+  const recheck = new WeakSet<object>()
+  let waitingTotal = 0
+  let stopped = false
+
+  const handle = (peerId: any, message: any): void => {
+    try {
+      receive.call(wantLists, peerId, message)
+      parkMissing(wantLists.ledgerMap.get(peerId))
+    } catch (err: any) {
+      bitswapLog.error('wants of %p not handled - %e', peerId, err)
+    }
+  }
+  // wants known to be missing are taken out of each run of sendBlocksToPeer
+  // (their status is what it picks), and put back after it
+  const parkMissing = (ledger: any): void => {
+    if (ledger == null || patched.has(ledger) || typeof ledger.sendBlocksToPeer !== 'function' || !(ledger.wants instanceof Map)) return
+    patched.add(ledger)
+    const send = ledger.sendBlocksToPeer
+    ledger.sendBlocksToPeer = async (...args: unknown[]) => {
+      const parked: any[] = []
+      for (const want of ledger.wants.values()) {
+        if (want.status !== 'want' || want.haveBlock !== false || recheck.delete(want)) continue
+        want.status = PARKED
+        parked.push(want)
+      }
+      try {
+        return await send.apply(ledger, args)
+      } finally {
+        for (const want of parked) if (want.status === PARKED) want.status = 'want'
+      }
+    }
+  }
+  const refill = (b: Budget): void => {
+    const now = Date.now()
+    b.tokens = Math.min(limits.burst, b.tokens + (now - b.at) * limits.wantsPerSecond / 1000)
+    b.at = now
+  }
+  // a message bigger than the whole budget goes once the budget is full, into debt
+  const affordable = (b: Budget, cost: number): boolean => b.tokens >= Math.min(cost, limits.burst)
+  const drain = (peerId: any, b: Budget): void => {
+    b.timer = undefined
+    refill(b)
+    while (b.waiting.length > 0 && affordable(b, b.waiting[0]!.cost)) {
+      const { message, cost } = b.waiting.shift()!
+      b.waitingCost -= cost
+      waitingTotal -= cost
+      b.tokens -= cost
+      handle(peerId, message)
+    }
+    schedule(peerId, b)
+  }
+  const schedule = (peerId: any, b: Budget): void => {
+    if (stopped || b.timer != null || b.waiting.length === 0) return
+    const missing = Math.min(b.waiting[0]!.cost, limits.burst) - b.tokens
+    b.timer = setTimeout(() => { drain(peerId, b) }, Math.max(1, Math.ceil(missing * 1000 / limits.wantsPerSecond)))
+  }
+
+  wantLists.receiveMessage = (peerId: any, message: any): void => {
+    const entries: number = message?.wantlist?.entries?.length ?? 0
+    if (entries === 0 && message?.wantlist?.full !== true) return
+    const key = peerId.toString()
+    let b = budgets.get(key)
+    if (b == null) {
+      b = { tokens: limits.burst, at: Date.now(), waiting: [], waitingCost: 0, dropped: 0 }
+      budgets.set(key, b)
+    }
+    refill(b)
+    const cost = Math.max(entries, limits.messageCost)
+    if (b.waiting.length === 0 && affordable(b, cost)) {
+      b.tokens -= cost
+      handle(peerId, message)
+      return
+    }
+    if (b.waitingCost + cost > limits.backlog || waitingTotal + cost > limits.backlogTotal) {
+      stats.dropped += entries
+      if (b.dropped === 0) bitswapLog('%p sends wants faster than %d a second: dropping what its backlog cannot hold', peerId, limits.wantsPerSecond)
+      b.dropped += entries
+      return
+    }
+    // only the wantlist waits: blocks are not kept for it
+    b.waiting.push({ message: { wantlist: message.wantlist, blocks: [], blockPresences: [], pendingBytes: 0 }, cost })
+    b.waitingCost += cost
+    waitingTotal += cost
+    stats.deferred += entries
+    schedule(peerId, b)
+  }
+  wantLists.receivedBlock = async (cid: any, options?: unknown): Promise<void> => {
+    const key = uint8ArrayToString(cid.multihash.bytes, 'base64')
+    for (const ledger of wantLists.ledgerMap.values()) {
+      const want = ledger.wants?.get(key)
+      if (want != null) recheck.add(want)
+    }
+    await receivedBlock.call(wantLists, cid, options)
+  }
+  wantLists.peerDisconnected = (peerId: any): void => {
+    forget(peerId.toString())
+    peerDisconnected.call(wantLists, peerId)
+  }
+  const forget = (key: string): void => {
+    const b = budgets.get(key)
+    if (b == null) return
+    clearTimeout(b.timer)
+    waitingTotal -= b.waitingCost
+    if (b.dropped > 0) bitswapLog('%s gone: %d of its wants were dropped', key, b.dropped)
+    budgets.delete(key)
+  }
+
+  return {
+    stats,
+    stop () {
+      if (stopped) return
+      stopped = true
+      for (const key of [...budgets.keys()]) forget(key)
+      for (const m of methods) {
+        if (own.has(m)) wantLists[m] = own.get(m)
+        else delete wantLists[m]
+      }
+    }
+  }
 }
