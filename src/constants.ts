@@ -76,3 +76,13 @@ export const CATALOG_INDEX_FIELDS: readonly string[] = ['instrument']
 
 /** Companions kept at most; announcements from further new peers are refused. */
 export const MAX_COMPANIONS = 256
+
+/**
+ * Largest identify message read from a peer. OrbitDB registers one protocol
+ * per open database (`/orbitdb/heads/<address>`, about 70 bytes), and
+ * identify lists them all: libp2p's 8 KiB read limit is passed at about 110
+ * databases (a peer with ~100 companions, a keeper of ~35 users), after which
+ * identify fails without a log, gossipsub never learns the peer speaks it,
+ * and the two never become companions. 512 KiB holds about 7,000.
+ */
+export const MAX_IDENTIFY_MESSAGE_BYTES = 512 * 1024

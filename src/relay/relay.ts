@@ -30,6 +30,7 @@ import { KEEP_ALIVE } from '@libp2p/interface'
 import { logger } from '../utils/logger.ts'
 import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
 import { inboundGate } from '../peering/inbound-gate.ts'
+import { MAX_IDENTIFY_MESSAGE_BYTES } from '../constants.ts'
 import type { ConnectionLimits } from '../platform/types.ts'
 import { RESERVATION_TTL, reservationKeeper } from './reservations.ts'
 
@@ -221,7 +222,7 @@ export async function createRelay (init: RelayInit = {}, extension: RelayExtensi
       connectionGater: gate,
       peerDiscovery: [pubsubPeerDiscovery()],
       services: {
-        identify: identify(),
+        identify: identify({ maxMessageSize: MAX_IDENTIFY_MESSAGE_BYTES }),
         pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: crowdScoreParams(peersPerAddress) }),
         relay: circuitRelayServer({
           reservations: {

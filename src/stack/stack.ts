@@ -20,7 +20,7 @@ import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { openOnce } from './open-once.ts'
 import { EntryGuard } from '../orbitdb/entry-guard.ts'
-import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS } from '../constants.ts'
+import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS, MAX_IDENTIFY_MESSAGE_BYTES } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
 import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
@@ -255,7 +255,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
   }
 
   const services: Record<string, any> = {
-    identify: identify(),
+    identify: identify({ maxMessageSize: MAX_IDENTIFY_MESSAGE_BYTES }),
     pubsub: gossipsub({
       // OrbitDB publishes updates whether or not anyone listens yet
       allowPublishToZeroTopicPeers: true,
