@@ -4,7 +4,7 @@
  * `pieces` pieces, then answers requests on stdin, one JSON line each:
  *
  *   {"id":1,"method":"write","count":5,"tag":"x","interval":200}  sequential addNewPiece, resolves to each one's ms
- *   {"id":2,"method":"stats"}                                      npp.stats
+ *   {"id":2,"method":"stats"}                                      npp.stats, and the stack's bitswapWants
  *   {"id":3,"method":"stop"}                                       resolves to stop()'s ms, then the process exits
  *
  * Prints `{"ready":{peerId,multiaddrs,catalog}}` once started. `bitswap`
@@ -43,7 +43,8 @@ for await (const line of lines) {
       }
       send({ id: req.id, result: took })
     } else if (req.method === 'stats') {
-      send({ id: req.id, result: npp.stats })
+      // with what the stack's bitswap did with wants over a peer's budget (not in npp.stats)
+      send({ id: req.id, result: { ...npp.stats, bitswapWants: { ...(npp as any).stack?.bitswapWants } } })
     } else if (req.method === 'stop') {
       const t0 = performance.now()
       await npp.stop()

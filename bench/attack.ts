@@ -37,17 +37,15 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { tryGetNetConfig } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
-import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
 import * as Block from 'multiformats/block'
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base58btc } from 'multiformats/bases/base58'
 import { fromString } from 'uint8arrays'
-import { BitswapMessage, WantType } from '../node_modules/@helia/bitswap/dist/src/pb/message.js'
 import { createNewPiecePlease, type NewPiecePlease } from '../src/index.ts'
 import { publishToPeer } from '../src/peering/publish.ts'
 import { throwaway, junk } from '../test/helpers/junk.ts'
+import { BitswapAttacker } from '../test/helpers/bitswap-flood.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -206,20 +204,6 @@ async function sendAll (stream: Stream, messages: Uint8Array[]): Promise<void> {
   }
 }
 
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n = Math.floor(n / 128) }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-function lp (bytes: Uint8Array): Uint8Array {
-  const head = varint(bytes.length)
-  const out = new Uint8Array(head.length + bytes.length)
-  out.set(head, 0)
-  out.set(bytes, head.length)
-  return out
-}
-
 // --- the attacks --------------------------------------------------------------
 
 interface Ctx { victim: Victim, honest: NewPiecePlease, attacker: NewPiecePlease, sent: Record<string, number>, cache: Record<string, any> }
@@ -346,39 +330,19 @@ const ATTACKS: Attack[] = [
   },
   {
     name: 'bitswap',
-    what: 'finding 7: a bare libp2p node sends /ipfs/bitswap/1.2.0 wantlists of 1,000 random want-haves (sendDontHave) per message, 4 streams at once, and 18 unsolicited 3.9 MB blocks',
-    setup: async ({ cache }) => { cache.bitswapNode ??= await bareNode() },
+    what: 'finding 7: a bare libp2p node sends /ipfs/bitswap/1.2.0 wantlists of 1,000 random want-haves (sendDontHave) per message, 4 streams at once, reads V\'s answers, and sends 18 unsolicited 3.9 MB blocks (test/helpers/bitswap-flood.ts)',
+    setup: async ({ cache }) => { cache.bitswap ??= await BitswapAttacker.start() },
     start: async ({ victim, sent, cache }) => {
-      const node: Libp2p = cache.bitswapNode
-      await node.dial(multiaddr(victim.addr))
-      const id = peerIdFromString(victim.peerId)
-      const protocol = '/ipfs/bitswap/1.2.0'
-      const wantlist = async (): Promise<void> => {
-        const entries = []
-        for (let j = 0; j < 1000; j++) {
-          const digest = await sha256.digest(crypto.getRandomValues(new Uint8Array(32)))
-          entries.push({ cid: CID.createV1(raw.code, digest).bytes, priority: 1, wantType: WantType.WantHave, sendDontHave: true })
-        }
-        const stream = await node.dialProtocol(id, protocol, { signal: AbortSignal.timeout(5000) })
-        await sendAll(stream, [lp(BitswapMessage.encode({ wantlist: { entries, full: false } }))])
-        sent.wantHaves = (sent.wantHaves ?? 0) + entries.length
-        await stream.close().catch(() => {})
-      }
-      const block = async (): Promise<void> => {
-        const big = new Uint8Array(Math.round(3.9 * 1024 * 1024))
-        for (let o = 0; o < big.length; o += 65_536) crypto.getRandomValues(big.subarray(o, o + 65_536))
-        const prefix = CID.createV1(raw.code, await sha256.digest(big)).bytes.subarray(0, 4)
-        const stream = await node.dialProtocol(id, protocol, { signal: AbortSignal.timeout(5000) })
-        await sendAll(stream, [lp(BitswapMessage.encode({ blocks: [{ prefix, data: big }] }))])
-        sent.blocks = (sent.blocks ?? 0) + 1
-        await stream.close().catch(() => {})
-      }
-      const wants = Array.from({ length: 4 }, () => loop(wantlist))
-      const blocks = loop(async () => { if ((sent.blocks ?? 0) < 18) await block(); else await sleep(250) }, 200)
+      const attacker: BitswapAttacker = cache.bitswap
+      const answered = attacker.presences
+      const flood = await attacker.flood(victim.addr, { streams: 4, wantsPerMessage: 1000, blocks: 18, ms: ATTACK_MS + 120_000 })
       return async () => {
-        await Promise.all([...wants, blocks].map(async l => { await l.stop() }))
-        sent.streamErrors = (sent.streamErrors ?? 0) + wants.reduce((n, l) => n + l.errors(), blocks.errors())
-        await node.hangUp(id).catch(() => {})
+        await flood.stop()
+        sent.wantHaves = (sent.wantHaves ?? 0) + flood.sent.wantHaves
+        sent.blocks = (sent.blocks ?? 0) + flood.sent.blocks
+        sent.streamErrors = (sent.streamErrors ?? 0) + flood.sent.errors
+        sent.answeredByV = (sent.answeredByV ?? 0) + attacker.presences - answered
+        await attacker.libp2p.hangUp(peerIdFromString(victim.peerId)).catch(() => {})
       }
     }
   }
@@ -464,7 +428,7 @@ async function run (attack: Attack, attacker: NewPiecePlease, cache: Record<stri
       ['H sees V\'s pieces written during', `${seenDuring.seen}/${count}, ${seenDuring.seen >= count ? (seenDuring.ms < 100 ? `all there at the first look, ${WRITE_INTERVAL} ms after V's last write` : `all ${ms(seenDuring.ms + WRITE_INTERVAL)} after V's last write`) : 'NOT all within 30 s of V\'s last write'}`],
       ['V\'s RSS before / peak during / after', `${rssBefore.toFixed(0)} / ${peak.toFixed(0)} / ${rssAfter.toFixed(0)} MB (after = ${AFTER_MS / 1000} s after the attack stopped)`],
       ['V\'s stop() with the attack running again', stopMs],
-      ['V refused (during)', `messagesDropped: ${refused(statsDuring?.messagesDropped)}; entriesRejected: ${refused(statsDuring?.entriesRejected)}`]
+      ['V refused (during)', `messagesDropped: ${refused(statsDuring?.messagesDropped)}; entriesRejected: ${refused(statsDuring?.entriesRejected)}; bitswap wants of a peer over its budget: ${refused(statsDuring?.bitswapWants)}`]
     )
   } finally {
     clearInterval(sampler)
@@ -496,7 +460,7 @@ try {
   }
 } finally {
   await within(15_000, attacker.stop())
-  if (cache.bitswapNode != null) await within(5_000, cache.bitswapNode.stop())
+  if (cache.bitswap != null) await within(5_000, cache.bitswap.stop())
   for (const c of children) c.kill('SIGKILL')
   await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
 }
