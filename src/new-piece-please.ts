@@ -257,7 +257,9 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       maxBackoff: Math.max(DEFAULT_MAX_RECONNECT_BACKOFF, o.reconnectInterval),
       dialTimeout: o.dialTimeout,
       memory: o.storage === 'memory',
-      convergence: { keepers: keeperIds }
+      convergence: { keepers: keeperIds },
+      // a keeper's companions are its kept users
+      ...(this.init.keeper?.maxUsers != null ? { maxCompanions: this.init.keeper.maxUsers } : {})
     })
     const keeper = this.init.keeper == null
       ? undefined

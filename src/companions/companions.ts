@@ -29,6 +29,12 @@ export interface CompanionsInit {
   memory: boolean
   /** How replicas are kept converged with their owners (see `Convergence`). */
   convergence?: ConvergenceInit
+  /**
+   * Companions recorded at most (a keeper's are its kept users: `maxUsers`).
+   *
+   * @default MAX_COMPANIONS (256)
+   */
+  maxCompanions?: number
 }
 
 export interface CompanionsComponents extends NppComponents {
@@ -51,8 +57,20 @@ export class DuplicateIdentityError extends InvalidRemoteDataError {
   override name = 'DuplicateIdentityError'
 }
 
+/** Replicas opened at once at start. */
+const START_CONCURRENCY = 16
+
+/** Run `fn` over `items`, `concurrency` at a time. */
+async function mapBounded<T> (items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++] as T)
+  }))
+}
+
 export class Companions implements Startable, AnnouncementVerifier {
   private readonly components: CompanionsComponents
+  private readonly init: CompanionsInit
   private readonly log: Logger
   private readonly register: CompanionRegister
   private readonly replicas: Replicas
@@ -72,6 +90,7 @@ export class Companions implements Startable, AnnouncementVerifier {
 
   constructor (components: CompanionsComponents, init: CompanionsInit) {
     this.components = components
+    this.init = init
     this.log = components.logger.forComponent('npp:companions')
     this.register = new CompanionRegister(components)
     this.replicas = new Replicas(components, { memory: init.memory })
@@ -95,7 +114,8 @@ export class Companions implements Startable, AnnouncementVerifier {
     this.started = true
     await this.register.load()
     // replicas are local: opening them needs no network, even when the owner is away
-    await Promise.all(this.register.entries().map(async ([address, record]) => {
+    // a few at a time: each open takes several files, and a keeper may hold hundreds
+    await mapBounded(this.register.entries(), START_CONCURRENCY, async ([address, record]) => {
       try {
         const replica = await this.replicas.open(address, record, this.shutdown.signal)
         this.identities.set(address, identityOf(replica.db.access.write))
@@ -103,7 +123,7 @@ export class Companions implements Startable, AnnouncementVerifier {
         this.log.error('could not open the replica of %s: %e', record.nodeId, err)
         this.failures.set(address, { owner: record.nodeId, address: record.pieces, error: err instanceof Error ? err.message : String(err) })
       }
-    }))
+    })
     await this.forgetDuplicateIdentities()
     this.components.events.addEventListener('companion:online', this.onOnline)
     this.links.start()
@@ -191,8 +211,9 @@ export class Companions implements Startable, AnnouncementVerifier {
       await this.touch(userDb, from)
       return
     }
-    if (known == null && this.register.size >= MAX_COMPANIONS && this.register.addressOf(from) == null) {
-      throw new InvalidRemoteDataError(`already ${MAX_COMPANIONS} companions`)
+    const max = this.init.maxCompanions ?? MAX_COMPANIONS
+    if (known == null && this.register.size >= max && this.register.addressOf(from) == null) {
+      throw new InvalidRemoteDataError(`already ${max} companions`)
     }
     let identity = ''
     const admit = (id: string): void => {

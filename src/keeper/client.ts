@@ -131,6 +131,10 @@ export class KeeperClient implements Startable {
     const status = this.status.get(peerId)
     if (status == null || !this.started) return
     try {
+      // both at once: keeping waits for the keeper to sync our catalog, and
+      // introductions need not wait for that
+      const listing = this.request(peerId, { op: 'list' })
+      listing.catch(() => {})
       const kept = await this.request(peerId, { op: 'keep', userDb: this.init.userDb, listed: this.init.listed })
       if (kept.ok) {
         status.registered = true
@@ -144,7 +148,7 @@ export class KeeperClient implements Startable {
         this.log('%s refused to keep us: %e', peerId, error)
         this.components.events.safeDispatchEvent('keeper:refused', { detail: { ...status, error } })
       }
-      const listed = await this.request(peerId, { op: 'list' })
+      const listed = await listing
       if (!listed.ok) return
       await Promise.all((listed.catalogs ?? []).map(async ({ peerId: owner, userDb, multiaddrs }) => {
         await this.introductions.add(async () => {
