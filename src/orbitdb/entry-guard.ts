@@ -21,12 +21,16 @@
  *   database, more are dropped unchecked (`busy`), and an entry accepted
  *   lately or already in the log is not delivered again;
  * - in a heads exchange (OrbitDB's `/orbitdb/heads/<address>` protocol, both
- *   the streams it accepts and the ones it dials): heads that fail are
- *   dropped from the stream before OrbitDB reads them, and an exchange that
- *   sends `MAX_REFUSED_HEADS` of them, or keeps OrbitDB waiting for its next
- *   head over `HEADS_IDLE_TIMEOUT`, is cut (OrbitDB reads the heads of the
+ *   the streams it accepts and the ones it dials): the stream is read one
+ *   head at a time, paused while a head is checked and applied (a peer has
+ *   at most its yamux window in flight, see `HeadsReader`); heads that fail
+ *   are dropped before OrbitDB reads them, and an exchange that sends
+ *   `MAX_REFUSED_HEADS` of them (one), bytes that are not a head, more than
+ *   `MAX_EXCHANGE_HEADS` heads, or keeps OrbitDB waiting for its next head
+ *   over `HEADS_IDLE_TIMEOUT`, is cut (OrbitDB reads the heads of the
  *   exchanges it dials in the queue that also applies the topic's updates,
- *   and waits for them as long as the stream lives);
+ *   and waits for them as long as the stream lives); `MAX_HEADS_STREAMS`
+ *   exchanges of a database at once per connection;
  * - in the log itself (the access controller's `canAppend`, for entries that
  *   reach the queue some other way, such as the ones behind a head): the same
  *   check, answered from the cache for anything checked before.
@@ -49,7 +53,8 @@
  *
  * Checked against `@orbitdb/core` 4.0.0 (`src/sync.js`, `src/database.js`,
  * `src/oplog/log.js`, `src/oplog/entry.js`, `src/access-controllers/ipfs.js`,
- * `src/identities/identities.js`), libp2p 3.3 and `@libp2p/gossipsub` 17.
+ * `src/identities/identities.js`), libp2p 3.3, `@libp2p/utils` 7.4,
+ * `@chainsafe/libp2p-yamux` 8.0 and `@libp2p/gossipsub` 17.
  */
 import { Entry, IPFSBlockStorage } from '@orbitdb/core'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
@@ -59,6 +64,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { base58btc } from 'multiformats/bases/base58'
 import { TypedEventEmitter } from 'main-event'
 import { raceSignal } from 'race-signal'
+import { concat } from 'uint8arrays/concat'
 import { logger } from '../utils/logger.ts'
 import { deadline } from '../utils/abort.ts'
 import type { PeerId, Stream, StreamHandler } from '@libp2p/interface'
@@ -80,8 +86,28 @@ export const MAX_IDENTITY_LOOKUPS = 32
 export const MAX_LOOKUPS_PER_PEER = 4
 /** Entries of one database checked at once from its gossipsub topic; more are dropped unchecked (`busy`). */
 export const MAX_PENDING_ENTRIES = 32
-/** Heads refused in one heads exchange before the exchange is cut. */
-export const MAX_REFUSED_HEADS = 8
+/**
+ * Heads refused in one heads exchange before the exchange is cut. Every
+ * database this library opens has one writer, so the heads of an exchange all name
+ * one identity: once one is refused, the rest would be too (an identity
+ * asked for lately is not waited for again), and reading on only keeps the
+ * peer's stream, and what it sent, open. 12 exchanges at once of 100 KB
+ * heads from three connections took the victim's RSS up by 66-74 MB when
+ * cut at the 8th refused head, by 34-37 MB at the first.
+ */
+export const MAX_REFUSED_HEADS = 1
+/** Heads in one heads exchange (a log has a few; a peer replaying a writer's entries is cut beyond). */
+export const MAX_EXCHANGE_HEADS = 64
+/**
+ * Heads exchanges of one database at once over one connection, each way
+ * (libp2p's default: 32 inbound, 64 outbound). An honest peer has one or two
+ * open (OrbitDB's own when it sees us subscribe, and a replica's check).
+ * Each holds up to its yamux window and a read buffer while a head is
+ * checked: 32 exchanges of 100 KB heads at once on each of three connections
+ * took the victim's RSS up by 84-101 MB, 4 by 55-78 MB (those refused still
+ * cost their stream's first window, 256 KiB).
+ */
+export const MAX_HEADS_STREAMS = 4
 /** Longest wait for the next head of a heads exchange (an honest peer sends its few heads at once, then closes). */
 export const HEADS_IDLE_TIMEOUT = 10_000
 /** Verified identities kept. */
@@ -138,6 +164,10 @@ export interface EntryGuardInit {
   maxPending?: number
   /** @default MAX_REFUSED_HEADS */
   maxRefusedHeads?: number
+  /** @default MAX_EXCHANGE_HEADS */
+  maxHeads?: number
+  /** Heads exchanges of one database at once per connection, each way, unless the handler's registration says otherwise. @default MAX_HEADS_STREAMS */
+  maxHeadsStreams?: number
   /** @default HEADS_IDLE_TIMEOUT */
   headsIdleTimeout?: number
   /** @default REFUSED_IDENTITY_TTL */
@@ -213,6 +243,8 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       maxLookupsPerPeer: init.maxLookupsPerPeer ?? MAX_LOOKUPS_PER_PEER,
       maxPending: init.maxPending ?? MAX_PENDING_ENTRIES,
       maxRefusedHeads: init.maxRefusedHeads ?? MAX_REFUSED_HEADS,
+      maxHeads: init.maxHeads ?? MAX_EXCHANGE_HEADS,
+      maxHeadsStreams: init.maxHeadsStreams ?? MAX_HEADS_STREAMS,
       headsIdleTimeout: init.headsIdleTimeout ?? HEADS_IDLE_TIMEOUT,
       refusedTtl: init.refusedTtl ?? REFUSED_IDENTITY_TTL
     }
@@ -244,7 +276,9 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       const filtered: StreamHandler = async (stream, connection) => {
         await handler(this.filterHeads(address, stream, connection.remotePeer), connection)
       }
-      await handle.call(libp2p, protocol, filtered, options)
+      // few exchanges at once per connection: each holds up to a yamux window (and a read buffer) while its heads are checked
+      const streams = this.init.maxHeadsStreams
+      await handle.call(libp2p, protocol, filtered, { maxInboundStreams: streams, maxOutboundStreams: streams, ...options })
     }
     const guardedDial: typeof dialProtocol = async (peer, protocols, options) => {
       const stream = await dialProtocol.call(libp2p, peer, protocols, options)
@@ -361,42 +395,67 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     })
   }
 
-  private async * checkedHeads (g: Guarded, stream: Stream, from: PeerId | undefined): AsyncGenerator<unknown> {
+  /**
+   * The heads of `stream` that pass, read one at a time (see `HeadsReader`):
+   * the stream is paused while a head is checked and while OrbitDB applies
+   * it. The exchange is cut (the stream aborted, OrbitDB's read failing)
+   * after `maxRefusedHeads` refused heads, on bytes that are not a head,
+   * beyond `maxHeads` heads, or when the peer keeps us waiting
+   * `headsIdleTimeout` for its next head.
+   */
+  private async * checkedHeads (g: Guarded, stream: Stream, from: PeerId | undefined): AsyncGenerator<Uint8Array> {
+    const who = from?.toString() ?? 'a peer'
+    const reader = new HeadsReader(stream, MAX_REMOTE_ENTRY_BYTES)
     let refused = 0
-    const chunks = stream[Symbol.asyncIterator]()
-    for (;;) {
-      // the wait for the remote is bounded, not OrbitDB's work between two heads
-      const bound = deadline(this.init.headsIdleTimeout, g.signal, `the next head of ${g.address}`)
-      let next: IteratorResult<{ subarray(): Uint8Array }>
-      try {
-        next = await raceSignal(chunks.next(), bound.signal)
-      } catch (err) {
-        const cut = g.signal.aborted ? g.signal.reason : new HeadsExchangeCutError(`no head of ${g.address} from ${from?.toString() ?? 'a peer'} within ${this.init.headsIdleTimeout} ms`)
-        if (!g.signal.aborted) this.log('%s: cutting a heads exchange with %s: no head within %d ms', g.address, from?.toString() ?? 'a peer', this.init.headsIdleTimeout)
-        stream.abort(cut instanceof Error ? cut : new Error(String(err)))
-        // OrbitDB's exchange fails (an `error` event, `npp:sync`) rather than ending as if complete
-        throw cut
-      } finally {
-        bound.clear()
+    let heads = 0
+    const cut = (why: string): Error => {
+      this.log('%s: cutting a heads exchange with %s: %s', g.address, who, why)
+      const err = new HeadsExchangeCutError(`heads exchange of ${g.address} with ${who} cut: ${why}`)
+      stream.abort(err)
+      return err
+    }
+    try {
+      for (;;) {
+        // the wait for the remote is bounded, not OrbitDB's work between two heads
+        const bound = deadline(this.init.headsIdleTimeout, g.signal, `the next head of ${g.address}`)
+        let head: Uint8Array | undefined
+        try {
+          head = await reader.next(bound.signal)
+        } catch (err) {
+          if (err instanceof HeadFramingError) {
+            this.refuse(g, 'not-an-entry', 'heads', from)
+            throw cut(err.message)
+          }
+          if (g.signal.aborted) {
+            stream.abort(g.signal.reason)
+            throw g.signal.reason
+          }
+          // OrbitDB's exchange fails (an `error` event, `npp:sync`) rather than ending as if complete
+          if (bound.signal.aborted) throw cut(`no head within ${this.init.headsIdleTimeout} ms`)
+          // the stream was reset or aborted: what was not read yet is dropped with it
+          throw err
+        } finally {
+          bound.clear()
+        }
+        if (head == null) return
+        if (++heads > this.init.maxHeads) throw cut(`over ${this.init.maxHeads} heads`)
+        const verdict = await this.checkBytes(g, head, from)
+        if (g.signal.aborted) {
+          stream.abort(g.signal.reason)
+          throw g.signal.reason
+        }
+        if (verdict.ok) {
+          // a copy: a view would keep whatever arrived with it for as long as OrbitDB keeps the entry
+          yield head.slice()
+          continue
+        }
+        this.refuse(g, verdict.reason, 'heads', from)
+        if (++refused >= this.init.maxRefusedHeads) throw cut(`${refused} ${refused === 1 ? 'head' : 'heads'} refused (${verdict.reason})`)
       }
-      if (next.done === true) return
-      const chunk = next.value
-      const verdict = await this.checkBytes(g, chunk.subarray(), from)
-      if (g.signal.aborted) {
-        stream.abort(g.signal.reason)
-        throw g.signal.reason
-      }
-      if (verdict.ok) {
-        yield chunk
-        continue
-      }
-      this.refuse(g, verdict.reason, 'heads', from)
-      if (++refused >= this.init.maxRefusedHeads) {
-        this.log('%s: cutting a heads exchange with %s after %d refused heads', g.address, from?.toString() ?? 'a peer', refused)
-        const cut = new HeadsExchangeCutError(`${refused} heads of ${g.address} from ${from?.toString() ?? 'a peer'} refused`)
-        stream.abort(cut)
-        throw cut
-      }
+    } finally {
+      reader.close()
+      // OrbitDB stopped reading before the end (its own error): nothing more is taken in
+      if (stream.status === 'open' && !reader.done) stream.abort(new HeadsExchangeCutError(`heads exchange of ${g.address} with ${who} left unread`))
     }
   }
 
@@ -540,9 +599,187 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
   }
 }
 
-/** A heads exchange was ended by the guard (too many refused heads, or none in time). */
+/** A heads exchange was ended by the guard (heads refused, too many sent, bytes that are not a head, or none in time). */
 export class HeadsExchangeCutError extends Error {
   override name = 'HeadsExchangeCutError'
+}
+
+/** The bytes of a heads exchange are not a sequence of CBOR items (or one is over the size limit). */
+class HeadFramingError extends Error {
+  override name = 'HeadFramingError'
+}
+
+/**
+ * The heads of one exchange, read with backpressure.
+ *
+ * libp2p 3's async iterator over a stream pushes every message into a queue
+ * with no bound, and yamux grants the sender more window as each frame
+ * arrives, not as it is read (`@libp2p/utils` 7.4 `AbstractMessageStream`,
+ * `@chainsafe/libp2p-yamux` 8.0 `YamuxStream.handleData`): while OrbitDB, or
+ * this guard, waited on one head (an identity lookup: 2 s), a peer could push
+ * the rest as fast as the connection went. 96 exchanges at once of 100 KB
+ * heads from three connections took the victim's RSS up by 1.1-1.4 GB, and
+ * what was queued was held until read, seconds after the peer had stopped
+ * (up to 240 MB after a GC).
+ *
+ * Here the stream is paused as soon as a whole head is buffered and resumed
+ * only while the next head is awaited: a paused yamux stream sends no window
+ * updates, so an exchange has at most its window in flight, and what waits
+ * unread is bounded by the stream's read buffer limit, lowered to one head's
+ * worth (libp2p resets the stream beyond; its default is 4 MB).
+ *
+ * OrbitDB sends each head with one `send()`, unframed, and a paused stream
+ * hands over what arrived meanwhile as one message: heads are cut apart by
+ * the length of their CBOR item (an entry is one dag-cbor block), and a head
+ * that does not parse or is over `maxHeadBytes` is a `HeadFramingError`.
+ */
+class HeadsReader {
+  /** Whether the stream ended with every head read. */
+  done = false
+  private readonly stream: Stream
+  private readonly maxHeadBytes: number
+  private parts: Uint8Array[] = []
+  private buffered = 0
+  /** Bytes the head being read needs at least (nothing to parse before). */
+  private need = 1
+  private wake?: () => void
+  private failure?: Error
+
+  constructor (stream: Stream, maxHeadBytes: number) {
+    this.stream = stream
+    this.maxHeadBytes = maxHeadBytes
+    // what may wait unread while paused (libp2p resets the stream beyond): a head's worth, not libp2p's 4 MB
+    stream.maxReadBufferLength = Math.min(stream.maxReadBufferLength, maxHeadBytes)
+    stream.addEventListener('message', this.onMessage)
+    stream.addEventListener('end', this.onEnd)
+    stream.addEventListener('close', this.onClose)
+    this.pause()
+  }
+
+  /** The next head, `undefined` at the end of the stream; waits for the peer until `signal`. */
+  async next (signal: AbortSignal): Promise<Uint8Array | undefined> {
+    for (;;) {
+      // a stream reset or aborted: what was not read yet goes with it
+      if (this.failure != null) throw this.failure
+      const head = this.take()
+      if (head != null) return head
+      if (this.ended()) {
+        if (this.buffered > 0) throw new HeadFramingError(`${this.buffered} bytes after the last head`)
+        this.done = true
+        return undefined
+      }
+      const woken = new Promise<void>(resolve => { this.wake = resolve })
+      this.resume()
+      try {
+        await raceSignal(woken, signal)
+      } finally {
+        this.wake = undefined
+      }
+    }
+  }
+
+  /** Stop listening and drop what is buffered. */
+  close (): void {
+    this.stream.removeEventListener('message', this.onMessage)
+    this.stream.removeEventListener('end', this.onEnd)
+    this.stream.removeEventListener('close', this.onClose)
+    this.parts = []
+    this.buffered = 0
+  }
+
+  private readonly onMessage = (evt: Event): void => {
+    const data = (evt as Event & { data: { subarray(): Uint8Array } }).data.subarray()
+    if (data.byteLength === 0) return
+    this.parts.push(data)
+    this.buffered += data.byteLength
+    if (this.buffered < this.need) return
+    // no more until this is parsed (and, once it is a head, checked and applied)
+    this.pause()
+    this.wake?.()
+  }
+
+  private readonly onEnd = (): void => { this.wake?.() }
+
+  private readonly onClose = (evt: Event): void => {
+    const error = (evt as Event & { error?: Error }).error
+    if (error != null) {
+      this.failure ??= error
+      this.parts = []
+      this.buffered = 0
+      // a reset leaves what arrived while paused in libp2p's read buffer, for as long as the stream is referenced
+      if (this.stream.readBufferLength > 0) this.stream.closeRead().catch(() => {})
+    }
+    this.wake?.()
+  }
+
+  /** The next whole head buffered, if there is one. */
+  private take (): Uint8Array | undefined {
+    if (this.buffered < this.need) return undefined
+    const bytes = this.parts.length === 1 ? this.parts[0]! : concat(this.parts, this.buffered)
+    this.parts = [bytes]
+    const item = cborItemEnd(bytes, this.maxHeadBytes)
+    if ('need' in item) {
+      this.need = item.need
+      return undefined
+    }
+    const rest = bytes.subarray(item.end)
+    this.parts = rest.byteLength > 0 ? [rest] : []
+    this.buffered = rest.byteLength
+    this.need = 1
+    return bytes.subarray(0, item.end)
+  }
+
+  /** Nothing more will arrive: the remote closed its writable end and libp2p has handed everything over. */
+  private ended (): boolean {
+    const stream = this.stream
+    return stream.readableEnded || stream.readStatus === 'closed' || (stream.status !== 'open' && stream.readBufferLength === 0)
+  }
+
+  private pause (): void {
+    if (this.stream.readStatus === 'readable') this.stream.pause()
+  }
+
+  private resume (): void {
+    if (this.stream.readStatus === 'paused') this.stream.resume()
+  }
+}
+
+/**
+ * Where the first CBOR data item of `bytes` ends (`{ end }`), or how many
+ * bytes it needs at least when `bytes` holds only its beginning
+ * (`{ need }`). It reads the items' heads only (a byte string is skipped by
+ * its length) and allocates nothing. Throws a `HeadFramingError` for what
+ * dag-cbor never holds (indefinite lengths, reserved values) and for an item
+ * over `max` bytes.
+ */
+export function cborItemEnd (bytes: Uint8Array, max: number): { end: number } | { need: number } {
+  let pos = 0
+  // items still to read: the first, then those its arrays, maps and tags hold
+  let items = 1
+  while (items > 0) {
+    if (pos >= bytes.byteLength) return { need: pos + 1 }
+    const initial = bytes[pos]!
+    const major = initial >> 5
+    const info = initial & 0x1f
+    pos++
+    let arg = info
+    if (info >= 24) {
+      if (info > 27) throw new HeadFramingError(`not dag-cbor: additional information ${info} at byte ${pos - 1}`)
+      const size = 2 ** (info - 24)
+      if (pos + size > bytes.byteLength) return { need: pos + size }
+      arg = 0
+      for (let i = 0; i < size; i++) arg = arg * 256 + bytes[pos + i]!
+      pos += size
+    }
+    items--
+    if (major === 2 || major === 3) pos += arg
+    else if (major === 4) items += arg
+    else if (major === 5) items += 2 * arg
+    else if (major === 6) items += 1
+    // each item still to read takes a byte at least
+    if (pos + items > max) throw new HeadFramingError(`a head over ${max} bytes`)
+  }
+  return pos > bytes.byteLength ? { need: pos } : { end: pos }
 }
 
 /** The database address of an OrbitDB heads protocol id, or undefined. */

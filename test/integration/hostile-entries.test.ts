@@ -15,6 +15,8 @@ import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { Entry } from '@orbitdb/core'
 import type { Stream } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { raceEvent } from 'race-event'
 import { peer, until, nextEvent } from '../helpers/peers.ts'
 import { throwaway, junk } from '../helpers/junk.ts'
 import { attacker as rawAttacker, seesSubscriber, peerIdOf, type Attacker } from '../helpers/attacker.ts'
@@ -38,15 +40,24 @@ const WRITES = 5
 const BURST = { entries: 1000, padding: 50_000 }
 const BURST_MEMORY: MemoryBounds = { peak: 110, held: 40 }
 /**
- * The heads test: a few thousand small junk heads over OrbitDB's heads
- * protocol, both ways: measured RSS +1-5 MB, held +1-7 MB. The bounds guard
- * against the finding's growth, not against the pre-fix code, which fails
- * here on its writes: with 100 KB heads the victim's RSS rises by about
- * 88 MB before and since the guard alike (a plateau: 50 and 150 exchanges
- * of 20 heads peak the same), and since the guard its buffers take several
- * seconds to come back down.
+ * The heads test: fat junk heads (100 KB each, signed by 40 identities
+ * published nowhere) over OrbitDB's heads protocol, pushed for `FLOOD_MS` as
+ * fast as the victim takes them, over `FLOOD.connections` connections with
+ * `FLOOD.streams` exchanges at once on each (libp2p's default limit per
+ * protocol), and in the exchange the victim dials itself when it sees the
+ * attacker subscribe. At 13a0e34 the attacker pushed 2.3-2.9 GB in 112-138
+ * exchanges (libp2p's stream iterator queued whatever arrived while the
+ * guard checked a head, and yamux kept granting window): the victim's RSS
+ * rose by 1,150-1,380 MB and it held +6 to +239 MB after a GC. Since the
+ * guard reads one head at a time with the stream paused, cuts an exchange
+ * at its first refused head and takes 4 exchanges at once per connection:
+ * 240-445 MB pushed in 7,300-10,300 exchanges (most refused or cut at once,
+ * each costing its stream's first window), RSS +55-78 MB, held -3 to -1 MB.
+ * The bounds sit between.
  */
-const HEADS_MEMORY: MemoryBounds = { peak: 60, held: 20 }
+const FLOOD = { heads: 40, padding: 50_000, connections: 3, streams: 32 }
+const FLOOD_MS = 6000
+const HEADS_MEMORY: MemoryBounds = { peak: 120, held: 20 }
 
 /** Run `send` again and again (paced, not waited on) until the returned stop is called; resolves to the sends made. */
 function loop (send: (i: number) => Promise<void>): () => Promise<number> {
@@ -149,35 +160,64 @@ describe('hostile log entries', () => {
     await stopsWithin(victim)
   })
 
-  it('heads sent over OrbitDB\'s heads protocol, both ways, never stall the owner\'s writes', async (t) => {
+  it('fat heads pushed over OrbitDB\'s heads protocol, both ways and many at once, never stall the owner\'s writes or hold its memory', async (t) => {
     const { victim, catalog } = await victimOf('victim-2')
     const protocol = `/orbitdb/heads${catalog}`
-    const entries = await junk(strangers, catalog, 200, 'head')
-    const sendAll = async (stream: Stream): Promise<void> => {
-      for (const bytes of entries) {
-        if (!stream.send(bytes)) await stream.onDrain()
+    const signers = await Promise.all(Array.from({ length: FLOOD.heads }, async (_, i) => await throwaway(`flooder-${i}`)))
+    const heads = await junk(signers, catalog, FLOOD.heads, 'x'.repeat(FLOOD.padding))
+    const pushed = { exchanges: 0, heads: 0 }
+    const flooding = new AbortController()
+    // the flood's end: `FLOOD_MS` after it starts, or a failure
+    let over = flooding.signal
+    /** Push the fat heads into `stream` until the victim ends it or the flood is over. */
+    const push = async (stream: Stream): Promise<void> => {
+      pushed.exchanges++
+      try {
+        for (let i = 0; !over.aborted && stream.status === 'open'; i = (i + 1) % heads.length) {
+          // not `onDrain()`: in @libp2p/utils 7.4 it resolves at once after the first drain (its promise is never renewed)
+          if (!stream.send(heads[i]!)) await raceEvent(stream, 'drain', over, { errorEvent: 'close' })
+          pushed.heads++
+        }
+      } catch {
+        // the victim cut the exchange, or the flood is over
+      } finally {
+        if (stream.status === 'open') stream.abort(new Error('the flood is over'))
       }
     }
-    // the victim dials us when it sees us subscribe: we answer with junk heads
-    await attacker.libp2p.handle(protocol, async (stream) => { await sendAll(stream).catch(() => {}) }, { force: true })
-    attacker.pubsub.subscribe(catalog)
-    // and we dial the victim, again and again, with junk heads
+    // the victim dials us when it sees us subscribe: we answer with fat heads
+    await attacker.libp2p.handle(protocol, push, { force: true })
+    // and we dial the victim, from several connections, several exchanges at once on each
+    const nodes = [attacker.libp2p, ...(await Promise.all(Array.from({ length: FLOOD.connections - 1 }, async () => (await attacker.node()).libp2p)))]
+    await Promise.all(nodes.map(async node => await node.dial(multiaddr(victim.addr))))
     const victimId = peerIdOf(victim.peerId)
+    // the same writes, on the same machine at the same moment, before the flood
+    const calm = await writes(victim, 'Calm')
     const refused = await victim.watch('entry:rejected', { address: catalog, via: 'heads' }, 10_000)
     const memory = await memoryAcross(victim, async () => {
-      const stop = loop(async () => {
-        const stream = await attacker.libp2p.dialProtocol(victimId, protocol)
-        await sendAll(stream)
-      })
+      over = AbortSignal.any([flooding.signal, AbortSignal.timeout(FLOOD_MS)])
+      const flood = Promise.all(nodes.flatMap(node => Array.from({ length: FLOOD.streams }, async () => {
+        while (!over.aborted) {
+          const stream = await node.dialProtocol(victimId, protocol, { signal: over }).catch(() => undefined)
+          if (stream != null) await push(stream)
+          // a dial refused at once must not become a loop that never yields
+          else await new Promise(resolve => setImmediate(resolve))
+        }
+      })))
+      attacker.pubsub.subscribe(catalog)
       try {
+        await refused.event
         const took = await writes(victim, 'Heads')
+        t.diagnostic(`the owner's writes took ${took.join(', ')} ms under the flood, ${calm.join(', ')} ms before it`)
         assert.ok(took.every(ms => ms < WRITE_BOUND), `writes took ${took.join(', ')} ms`)
         await received(honest, victim, 'Heads')
-        await refused.event
+      } catch (err) {
+        flooding.abort()
+        throw err
       } finally {
-        t.diagnostic(`${await stop()} streams of ${entries.length} junk heads`)
+        await flood
         attacker.pubsub.unsubscribe(catalog)
         await attacker.libp2p.unhandle(protocol)
+        t.diagnostic(`${pushed.heads} heads of ${heads[0]!.byteLength} bytes (${(pushed.heads * heads[0]!.byteLength / 1024 / 1024).toFixed(0)} MB) handed to ${pushed.exchanges} exchanges over ${nodes.length} connections`)
       }
     })
     t.diagnostic(describeMemory(memory))

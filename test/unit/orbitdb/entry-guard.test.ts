@@ -2,7 +2,14 @@ import { describe, it, beforeEach, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { Entry, Identities, KeyStore, MemoryStorage } from '@orbitdb/core'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import { EntryGuard, type EntryGuardInit } from '../../../src/orbitdb/entry-guard.ts'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { multiaddrConnectionPair } from '@libp2p/utils'
+import { raceEvent } from 'race-event'
+import { raceSignal } from 'race-signal'
+import { concat } from 'uint8arrays/concat'
+import { equals } from 'uint8arrays/equals'
+import { EntryGuard, cborItemEnd, MAX_HEADS_STREAMS, MAX_REMOTE_ENTRY_BYTES, type EntryGuardInit } from '../../../src/orbitdb/entry-guard.ts'
+import type { Stream } from '@libp2p/interface'
 import type { EntryRejectedDetail } from '../../../src/types.ts'
 
 const ADDRESS = '/orbitdb/zdpuTheCatalog'
@@ -199,93 +206,209 @@ describe('EntryGuard', () => {
     assert.equal(guard.stats['not-a-writer'], 1)
   })
 
-  it('takes refused heads out of a heads exchange before OrbitDB reads them, and cuts an exchange that sends too many', async () => {
-    await build({ maxRefusedHeads: 3 })
+  describe('heads exchanges', () => {
     const protocol = `/orbitdb/heads${ADDRESS}`
-    const received: Uint8Array[] = []
-    let failed: Error | undefined
-    // as OrbitDB's Sync reads them (an exchange that fails is an `error` event there)
-    await libp2p.handle(protocol, async (stream: any) => {
-      try {
-        for await (const chunk of stream) received.push(chunk.subarray())
-      } catch (err: any) {
-        failed = err
-      }
+    const muxers: Array<{ abort: (err: Error) => void }> = []
+
+    afterEach(() => {
+      for (const muxer of muxers.splice(0)) muxer.abort(new Error('the test is over'))
     })
-    const good = await entryBytes(writer)
-    const bad = await entryBytes(other)
-    let aborted: Error | undefined
-    const stream = {
-      protocol,
-      sent: [] as Uint8Array[],
-      send (bytes: Uint8Array) { this.sent.push(bytes); return true },
-      abort (err: Error) { aborted = err },
-      async * [Symbol.asyncIterator] () { for (const chunk of [bad, good, bad, bad, good]) yield { subarray: () => chunk } }
+
+    /** Two ends of one yamux stream over an in-memory connection: `sender` (the peer), `receiver` (ours). */
+    async function yamuxStream (): Promise<{ sender: Stream, receiver: Stream }> {
+      const [outbound, inbound] = multiaddrConnectionPair()
+      // no keep-alive: no round-trip time measured, so the receive window stays at its initial 256 KiB
+      const dialer = yamux({ enableKeepAlive: false })().createStreamMuxer(outbound)
+      const listener = yamux({ enableKeepAlive: false })().createStreamMuxer(inbound)
+      muxers.push(dialer, listener)
+      const accepted = raceEvent<CustomEvent<Stream>>(listener, 'stream', AbortSignal.timeout(5_000))
+      // announced to the other side by a window update, at once
+      const sender = await dialer.createStream({ protocol })
+      return { sender, receiver: (await accepted).detail }
     }
-    await libp2p.handlers.get(protocol)(stream, { remotePeer: peer })
-    assert.deepEqual(received, [good], 'the good head before the third refused one')
-    assert.equal(aborted?.name, 'HeadsExchangeCutError')
-    assert.equal(failed, aborted, 'the exchange fails rather than ending as if complete')
-    assert.ok(rejected.every(r => r.via === 'heads' && r.from === '12D3KooWSender'))
-    // the stream's other methods still reach the stream
-    const wrapped: any = []
-    await libp2p.handle('/other/1.0.0', async (s: any) => { wrapped.push(s) })
-    await libp2p.handlers.get('/other/1.0.0')(stream, { remotePeer: peer })
-    assert.equal(wrapped[0], stream, 'other protocols pass untouched')
-  })
-  it('cuts a heads exchange whose peer keeps OrbitDB waiting for its next head', async () => {
-    await build({ headsIdleTimeout: 50 })
-    const protocol = `/orbitdb/heads${ADDRESS}`
-    let failed: Error | undefined
-    const received: unknown[] = []
-    await libp2p.handle(protocol, async (stream: any) => {
-      try {
-        for await (const chunk of stream) received.push(chunk)
-      } catch (err: any) {
-        failed = err
+
+    /** Serve the guarded handler with `receiver` and read it as OrbitDB's Sync does; resolves once the exchange is over (rejects after 10 s). */
+    async function exchange (receiver: Stream): Promise<{ received: Uint8Array[], failed?: Error }> {
+      const out: { received: Uint8Array[], failed?: Error } = { received: [] }
+      await libp2p.handle(protocol, async (stream: Stream) => {
+        try {
+          for await (const chunk of stream) out.received.push(chunk.subarray())
+        } catch (err: any) {
+          out.failed = err
+        }
+      })
+      // bounded: an exchange that never ends fails here rather than hanging the file
+      await raceSignal(libp2p.handlers.get(protocol)(receiver, { remotePeer: peer }), AbortSignal.timeout(10_000))
+      return out
+    }
+
+    async function send (stream: Stream, chunks: Uint8Array[]): Promise<void> {
+      for (const chunk of chunks) {
+        if (!stream.send(chunk)) await raceEvent(stream, 'drain', AbortSignal.timeout(5_000), { errorEvent: 'close' })
       }
+      await stream.close()
+    }
+
+    it('takes the heads that pass, in order, and cuts the exchange at the first one refused', async () => {
+      await build()
+      const { sender, receiver } = await yamuxStream()
+      const [one, two, bad, three] = [await entryBytes(writer, 1), await entryBytes(writer, 2), await entryBytes(other), await entryBytes(writer, 3)]
+      const reset = raceEvent(sender, 'close', AbortSignal.timeout(5_000))
+      void send(sender, [one, two, bad, three]).catch(() => {})
+      const { received, failed } = await exchange(receiver)
+      assert.deepEqual(received, [one, two])
+      assert.equal(failed?.name, 'HeadsExchangeCutError', 'the exchange fails rather than ending as if complete')
+      await reset
+      assert.equal(sender.status, 'reset', 'the peer\'s stream is reset')
+      assert.deepEqual(rejected.map(r => [r.reason, r.via, r.from]), [['not-a-writer', 'heads', '12D3KooWSender']])
     })
-    const good = await entryBytes(writer)
-    let aborted: Error | undefined
-    let release = (): void => {}
-    const stream = {
-      protocol,
-      abort (err: Error) { aborted = err; release() },
-      async * [Symbol.asyncIterator] () {
-        yield { subarray: () => good }
-        // then nothing, for as long as the stream lives
-        await new Promise<void>(resolve => { release = resolve })
+
+    it('cuts an exchange after `maxRefusedHeads` refused heads', async () => {
+      await build({ maxRefusedHeads: 2 })
+      const { sender, receiver } = await yamuxStream()
+      const good = await entryBytes(writer, 1)
+      void send(sender, [await entryBytes(other, 1), good, await entryBytes(other, 2), await entryBytes(writer, 2)]).catch(() => {})
+      const { received, failed } = await exchange(receiver)
+      assert.deepEqual(received, [good])
+      assert.equal(failed?.name, 'HeadsExchangeCutError')
+      assert.equal(rejected.length, 2)
+    })
+
+    it('cuts heads apart that arrive together and joins a head that arrives in pieces', async () => {
+      await build()
+      const { sender, receiver } = await yamuxStream()
+      const heads = [await entryBytes(writer, 1), await entryBytes(writer, 2), await entryBytes(writer, { op: 'PUT', key: 'big', value: 'x'.repeat(300_000) })]
+      const big = heads[2]!
+      // two heads in one send; the third (over the receive window) in three
+      void send(sender, [concat([heads[0]!, heads[1]!]), big.subarray(0, 10), big.subarray(10, 200_000), big.subarray(200_000)])
+      const { received, failed } = await exchange(receiver)
+      assert.equal(failed, undefined, 'the exchange ends as complete')
+      // not deepEqual: its diff of 300 KB arrays, on failure, takes minutes
+      assert.ok(received.length === heads.length && received.every((head, i) => equals(head, heads[i]!)), `received heads of ${received.map(h => h.byteLength).join(', ')} bytes; sent ${heads.map(h => h.byteLength).join(', ')}`)
+      assert.deepEqual(rejected, [])
+    })
+
+    it('reads with backpressure: while a head is checked, the peer cannot push more than its stream\'s window', async () => {
+      // the stranger's identity is published nowhere: each of its heads is checked for `identityTimeout`
+      await build({ identityTimeout: 300, fetchTimeout: 300 })
+      const { sender, receiver } = await yamuxStream()
+      const fat = await entryBytes(stranger, { op: 'PUT', key: 'fat', value: 'x'.repeat(100_000) })
+      const refusedOnce = raceEvent(guard, 'entry:rejected', AbortSignal.timeout(5_000))
+      const checked = new AbortController()
+      void refusedOnce.then(() => { checked.abort() }, () => {})
+      const reading = exchange(receiver)
+      // as fast as the stream takes them, until the first is refused
+      let sent = 0
+      try {
+        for (let i = 0; i < 200 && !checked.signal.aborted; i++) {
+          sent += fat.byteLength
+          if (!sender.send(fat)) await raceEvent(sender, 'drain', checked.signal, { errorEvent: 'close' })
+        }
+      } catch {}
+      const delivered = sent - sender.writeBufferLength
+      await refusedOnce
+      assert.ok(delivered <= 256 * 1024, `${delivered} bytes left the peer while its first head was checked`)
+      assert.equal((await reading).failed?.name, 'HeadsExchangeCutError')
+    })
+
+    it('cuts an exchange that sends bytes that are not a head, or announces one over the size limit, without reading it', async () => {
+      await build()
+      const garbage = await yamuxStream()
+      void send(garbage.sender, [new Uint8Array([0xff, 0x01, 0x02])]).catch(() => {})
+      assert.equal((await exchange(garbage.receiver)).failed?.name, 'HeadsExchangeCutError')
+      // the head of a CBOR map holding a byte string of 3 MiB: nothing more is waited for
+      const huge = await yamuxStream()
+      void huge.sender.send(new Uint8Array([0xa1, 0x61, 0x62, 0x5a, 0x00, 0x30, 0x00, 0x00]))
+      const t0 = Date.now()
+      assert.equal((await exchange(huge.receiver)).failed?.name, 'HeadsExchangeCutError')
+      assert.ok(Date.now() - t0 < 1000)
+      assert.deepEqual(rejected.map(r => r.reason), ['not-an-entry', 'not-an-entry'])
+    })
+
+    it('cuts an exchange beyond `maxHeads` heads', async () => {
+      await build({ maxHeads: 2 })
+      const { sender, receiver } = await yamuxStream()
+      const heads = [await entryBytes(writer, 1), await entryBytes(writer, 2), await entryBytes(writer, 3)]
+      void send(sender, heads).catch(() => {})
+      const { received, failed } = await exchange(receiver)
+      assert.deepEqual(received, heads.slice(0, 2))
+      assert.equal(failed?.name, 'HeadsExchangeCutError')
+    })
+
+    it('cuts an exchange whose peer keeps OrbitDB waiting for its next head', async () => {
+      await build({ headsIdleTimeout: 50 })
+      const { sender, receiver } = await yamuxStream()
+      const good = await entryBytes(writer)
+      // one head, then nothing, for as long as the stream lives
+      sender.send(good)
+      const t0 = Date.now()
+      const { received, failed } = await exchange(receiver)
+      assert.ok(Date.now() - t0 < 1000)
+      assert.deepEqual(received, [good])
+      assert.equal(failed?.name, 'HeadsExchangeCutError')
+    })
+
+    it('registers heads protocols with few streams at once per connection; other protocols as asked', async () => {
+      libp2p = fakeLibp2p()
+      const options: Record<string, unknown> = {}
+      libp2p.handle = async (protocol: string, _handler: unknown, opts: unknown) => { options[protocol] = opts }
+      guard = new EntryGuard({ ipfs: {} as any, identities, libp2p, storage: store })
+      guard.start()
+      await libp2p.handle(protocol, async () => {})
+      await libp2p.handle('/orbitdb/heads/orbitdb/zdpuOther', async () => {}, { maxInboundStreams: 2 })
+      await libp2p.handle('/other/1.0.0', async () => {}, { maxInboundStreams: 64 })
+      assert.deepEqual(options[protocol], { maxInboundStreams: MAX_HEADS_STREAMS, maxOutboundStreams: MAX_HEADS_STREAMS })
+      assert.deepEqual(options['/orbitdb/heads/orbitdb/zdpuOther'], { maxInboundStreams: 2, maxOutboundStreams: MAX_HEADS_STREAMS }, 'what the caller asks for wins')
+      assert.deepEqual(options['/other/1.0.0'], { maxInboundStreams: 64 })
+    })
+
+    it('filters the heads exchanges OrbitDB dials too, and passes other protocols and unguarded databases untouched', async () => {
+      const good = await entryBytes(writer)
+      const bad = await entryBytes(stranger)
+      libp2p = fakeLibp2p()
+      const dials: string[] = []
+      // the peer answers every dial with a good head, then a bad one
+      libp2p.dialProtocol = async (_peer: unknown, dialed: string) => {
+        dials.push(dialed)
+        const { sender, receiver } = await yamuxStream()
+        void send(sender, [good, bad]).catch(() => {})
+        return Object.assign(receiver, { protocol: dialed })
       }
-    }
-    const t0 = Date.now()
-    await libp2p.handlers.get(protocol)(stream, { remotePeer: peer })
-    assert.ok(Date.now() - t0 < 1000)
-    assert.equal(received.length, 1)
-    assert.equal(aborted?.name, 'HeadsExchangeCutError')
-    assert.equal(failed?.name, 'HeadsExchangeCutError')
+      guard = new EntryGuard({ ipfs: {} as any, identities, libp2p, storage: store }, { identityTimeout: 50 })
+      guard.start()
+      guard.guard(fakeDb([writer.id]), new AbortController().signal)
+      const read = async (stream: any): Promise<{ heads: Uint8Array[], failed?: string }> => {
+        const heads: Uint8Array[] = []
+        try {
+          for await (const c of stream) heads.push(c.subarray())
+        } catch (err: any) {
+          return { heads, failed: err.name }
+        }
+        return { heads }
+      }
+      assert.deepEqual(await read(await libp2p.dialProtocol(peer, protocol)), { heads: [good], failed: 'HeadsExchangeCutError' })
+      assert.deepEqual(await read(await libp2p.dialProtocol(peer, '/orbitdb/heads/orbitdb/zdpuNotGuarded')), { heads: [good, bad] })
+      assert.deepEqual(await read(await libp2p.dialProtocol(peer, '/other/1.0.0')), { heads: [good, bad] })
+      assert.equal(dials.length, 3)
+      await guard.stop()
+      assert.equal(Object.prototype.hasOwnProperty.call(libp2p, 'dialProtocol'), true, 'its own method is put back')
+      assert.deepEqual(await read(await libp2p.dialProtocol(peer, protocol)), { heads: [good, bad] }, 'nothing is filtered after stop()')
+    })
   })
 
-  it('filters the heads exchanges OrbitDB dials too, and passes other protocols and unguarded databases untouched', async () => {
-    const good = await entryBytes(writer)
-    const bad = await entryBytes(stranger)
-    const streamOf = (protocol: string): any => ({
-      protocol,
-      abort () {},
-      async * [Symbol.asyncIterator] () { for (const chunk of [bad, good]) yield { subarray: () => chunk } }
-    })
-    libp2p = fakeLibp2p()
-    const dials: string[] = []
-    libp2p.dialProtocol = async (_peer: unknown, protocol: string) => { dials.push(protocol); return streamOf(protocol) }
-    guard = new EntryGuard({ ipfs: {} as any, identities, libp2p, storage: store }, { identityTimeout: 50 })
-    guard.start()
-    guard.guard(fakeDb([writer.id]), new AbortController().signal)
-    const read = async (stream: any): Promise<Uint8Array[]> => { const out: Uint8Array[] = []; for await (const c of stream) out.push(c.subarray()); return out }
-    assert.deepEqual(await read(await libp2p.dialProtocol(peer, `/orbitdb/heads${ADDRESS}`)), [good])
-    assert.deepEqual(await read(await libp2p.dialProtocol(peer, '/orbitdb/heads/orbitdb/zdpuNotGuarded')), [bad, good])
-    assert.deepEqual(await read(await libp2p.dialProtocol(peer, '/other/1.0.0')), [bad, good])
-    assert.equal(dials.length, 3)
-    await guard.stop()
-    assert.equal(Object.prototype.hasOwnProperty.call(libp2p, 'dialProtocol'), true, 'its own method is put back')
-    assert.deepEqual(await read(await libp2p.dialProtocol(peer, `/orbitdb/heads${ADDRESS}`)), [bad, good], 'nothing is filtered after stop()')
+  it('finds where a CBOR item ends, or how much more it needs, without decoding it', async () => {
+    const one = await entryBytes(writer, 1)
+    const two = await entryBytes(writer, { op: 'PUT', key: 'k', value: 'x'.repeat(70_000) })
+    assert.deepEqual(cborItemEnd(one, MAX_REMOTE_ENTRY_BYTES), { end: one.byteLength })
+    assert.deepEqual(cborItemEnd(concat([one, two]), MAX_REMOTE_ENTRY_BYTES), { end: one.byteLength })
+    for (const cut of [1, 20, two.byteLength - 1]) {
+      const item = cborItemEnd(two.subarray(0, cut), MAX_REMOTE_ENTRY_BYTES)
+      assert.ok('need' in item && item.need > cut && item.need <= two.byteLength, `${cut} bytes: ${JSON.stringify(item)}`)
+    }
+    assert.throws(() => cborItemEnd(two, 1000), { name: 'HeadFramingError' })
+    // an indefinite-length map: never in dag-cbor
+    assert.throws(() => cborItemEnd(new Uint8Array([0xbf, 0xff]), 1000), { name: 'HeadFramingError' })
+    // an array announcing 2^32 items in 5 bytes
+    assert.throws(() => cborItemEnd(new Uint8Array([0x9a, 0xff, 0xff, 0xff, 0xff]), 1000), { name: 'HeadFramingError' })
   })
 })
