@@ -104,7 +104,7 @@ export const MAX_EXCHANGE_HEADS = 64
  * open (OrbitDB's own when it sees us subscribe, and a replica's check).
  * Each holds up to its yamux window and a read buffer while a head is
  * checked: 32 exchanges of 100 KB heads at once on each of three connections
- * took the victim's RSS up by 84-101 MB, 4 by 55-78 MB (those refused still
+ * took the victim's RSS up by 84-101 MB, 4 by 45-78 MB (those refused still
  * cost their stream's first window, 256 KiB).
  */
 export const MAX_HEADS_STREAMS = 4

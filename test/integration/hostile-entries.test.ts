@@ -52,7 +52,7 @@ const BURST_MEMORY: MemoryBounds = { peak: 110, held: 40 }
  * guard reads one head at a time with the stream paused, cuts an exchange
  * at its first refused head and takes 4 exchanges at once per connection:
  * 240-445 MB pushed in 7,300-10,300 exchanges (most refused or cut at once,
- * each costing its stream's first window), RSS +55-78 MB, held -3 to -1 MB.
+ * each costing its stream's first window), RSS +45-78 MB, held -3 to -1 MB.
  * The bounds sit between.
  */
 const FLOOD = { heads: 40, padding: 50_000, connections: 3, streams: 32 }
