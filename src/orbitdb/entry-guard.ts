@@ -67,6 +67,7 @@ import { raceSignal } from 'race-signal'
 import { concat } from 'uint8arrays/concat'
 import { logger } from '../utils/logger.ts'
 import { deadline } from '../utils/abort.ts'
+import { deliverHeads } from './patches.ts'
 import type { PeerId, Stream, StreamHandler } from '@libp2p/interface'
 import type { OrbitDBDatabase, OrbitDBEntry, OrbitDBIpfs, OrbitDBStorage } from './types.ts'
 import type { EntryRejectReason, EntryRejectedDetail, NppLibp2p } from '../types.ts'
@@ -281,9 +282,15 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
       await handle.call(libp2p, protocol, filtered, { maxInboundStreams: streams, maxOutboundStreams: streams, ...options })
     }
     const guardedDial: typeof dialProtocol = async (peer, protocols, options) => {
-      const stream = await dialProtocol.call(libp2p, peer, protocols, options)
+      // OrbitDB dials a heads exchange inside the queue that also applies the
+      // database's updates: the dial is bounded like the wait for a head
+      const asked = typeof protocols === 'string' ? addressOf(protocols) : undefined
+      const bounded = asked != null && this.guarded.has(asked)
+        ? { ...options, signal: AbortSignal.any([AbortSignal.timeout(this.init.headsIdleTimeout), ...(options?.signal != null ? [options.signal] : [])]) }
+        : options
+      const stream = await dialProtocol.call(libp2p, peer, protocols, bounded)
       const address = addressOf(stream.protocol)
-      return address == null ? stream : this.filterHeads(address, stream, remotePeerOf(stream, peer))
+      return address == null ? stream : this.detachHeads(address, stream, remotePeerOf(stream, peer))
     }
     libp2p.handle = guardedHandle
     libp2p.dialProtocol = guardedDial
@@ -389,6 +396,37 @@ export class EntryGuard extends TypedEventEmitter<EntryGuardEvents> {
     return new Proxy(stream, {
       get: (target, prop) => {
         if (prop === Symbol.asyncIterator) return heads
+        const value = Reflect.get(target, prop, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+    })
+  }
+
+  /**
+   * `stream` as OrbitDB's `Sync` reads it when it dialed the exchange: no
+   * heads, so its queue (the one that also applies the database's updates)
+   * goes on at once. The heads that pass are read in the background and
+   * handed to OrbitDB as updates of the database, queued like a pubsub
+   * message. A peer that subscribes to a topic and never answers held every
+   * update 10 s per exchange, one exchange after the other (issue 10,
+   * finding 7: three such peers, 30 s); now it holds only its own stream.
+   */
+  private detachHeads (address: string, stream: Stream, from: PeerId | undefined): Stream {
+    const g = this.guarded.get(address)
+    if (g == null || g.sealed) return stream
+    void (async () => {
+      try {
+        for await (const head of this.checkedHeads(g, stream, from)) {
+          deliverHeads(this.components.libp2p.services.pubsub, address, from, [head])
+        }
+      } catch (err: any) {
+        this.log('%s: heads exchange with %s ended: %s', address, from?.toString() ?? 'a peer', err?.message ?? err)
+      }
+    })()
+    const none = async function * (): AsyncGenerator<unknown> {}
+    return new Proxy(stream, {
+      get: (target, prop) => {
+        if (prop === Symbol.asyncIterator) return none
         const value = Reflect.get(target, prop, target)
         return typeof value === 'function' ? value.bind(target) : value
       }
