@@ -68,10 +68,18 @@ describe('keepers in Chromium', () => {
       }
       const deadline = Date.now() + 30_000
       let answer = await ask()
-      while (answer.hashes.length < 3 && Date.now() < deadline) {
+      // all three pieces, and the replica known to be synced (its own check against the keeper, `catalog:sync`)
+      while ((answer.hashes.length < 3 || answer.status !== 'ok') && Date.now() < deadline) {
         await new Promise<void>(resolve => {
-          const timer = setTimeout(resolve, deadline - Date.now())
-          npp.addEventListener('catalog:update', () => { clearTimeout(timer); resolve() }, { once: true })
+          const done = (): void => {
+            clearTimeout(timer)
+            npp.removeEventListener('catalog:update', done)
+            npp.removeEventListener('catalog:sync', done)
+            resolve()
+          }
+          const timer = setTimeout(done, deadline - Date.now())
+          npp.addEventListener('catalog:update', done)
+          npp.addEventListener('catalog:sync', done)
         })
         answer = await ask()
       }
