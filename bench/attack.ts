@@ -46,6 +46,7 @@ import { createNewPiecePlease, type NewPiecePlease } from '../src/index.ts'
 import { publishToPeer } from '../src/peering/publish.ts'
 import { throwaway, junk } from '../test/helpers/junk.ts'
 import { BitswapAttacker } from '../test/helpers/bitswap-flood.ts'
+import { within } from './results.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -75,15 +76,6 @@ function quantile (xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
 }
 const ms = (x: number): string => Number.isNaN(x) ? 'n/a' : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`
-
-async function within<T> (limit: number, work: Promise<T>): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([work, new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, limit) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 // --- the victim's process ----------------------------------------------------
 

@@ -35,7 +35,7 @@ import { tmpdir, cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { writeSection } from './results.ts'
+import { writeSection, within } from './results.ts'
 import type { Fixture } from './keeper-fixture.ts'
 
 const { values: args } = parseArgs({
@@ -75,15 +75,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { proces
 const mb = (bytes: number): number => bytes / 2 ** 20
 const fmt = (x: number | undefined, digits = 0): string => x == null || Number.isNaN(x) ? 'n/a' : x.toFixed(digits)
 const secs = (msv: number | undefined): string => msv == null ? 'n/a' : msv >= 1000 ? `${(msv / 1000).toFixed(2)} s` : `${msv.toFixed(0)} ms`
-
-async function within<T> (limit: number, work: Promise<T>): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([work, new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, limit) })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 interface Child {
   proc: ChildProcess

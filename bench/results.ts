@@ -24,3 +24,13 @@ export async function writeSection (name: string, content: string): Promise<void
     : `${md.trimEnd()}\n\n${block}\n`
   await writeFile(FILE, md)
 }
+
+/** `work`, or undefined once `limit` ms have passed (a bench records what did not finish rather than failing). */
+export async function within<T> (limit: number, work: Promise<T>): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([work, new Promise<undefined>(resolve => { timer = setTimeout(() => { resolve(undefined) }, limit) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}

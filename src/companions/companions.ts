@@ -6,6 +6,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { raceSignal } from 'race-signal'
+import PQueue from 'p-queue'
 import { MAX_COMPANIONS, MAX_COMPANION_MULTIADDRS } from '../constants.ts'
 import { tryMultiaddr } from '../utils/multiaddr.ts'
 import { InvalidRemoteDataError } from '../errors.ts'
@@ -60,14 +61,6 @@ export class DuplicateIdentityError extends InvalidRemoteDataError {
 /** Replicas opened at once at start. */
 const START_CONCURRENCY = 16
 
-/** Run `fn` over `items`, `concurrency` at a time. */
-async function mapBounded<T> (items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++] as T)
-  }))
-}
-
 export class Companions implements Startable, AnnouncementVerifier {
   private readonly components: CompanionsComponents
   private readonly init: CompanionsInit
@@ -115,7 +108,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     await this.register.load()
     // replicas are local: opening them needs no network, even when the owner is away
     // a few at a time: each open takes several files, and a keeper may hold hundreds
-    await mapBounded(this.register.entries(), START_CONCURRENCY, async ([address, record]) => {
+    await new PQueue({ concurrency: START_CONCURRENCY }).addAll(this.register.entries().map(([address, record]) => async () => {
       try {
         const replica = await this.replicas.open(address, record, this.shutdown.signal)
         this.identities.set(address, identityOf(replica.db.access.write))
@@ -123,7 +116,7 @@ export class Companions implements Startable, AnnouncementVerifier {
         this.log.error('could not open the replica of %s: %e', record.nodeId, err)
         this.failures.set(address, { owner: record.nodeId, address: record.pieces, error: err instanceof Error ? err.message : String(err) })
       }
-    })
+    }))
     await this.forgetDuplicateIdentities()
     this.components.events.addEventListener('companion:online', this.onOnline)
     this.links.start()

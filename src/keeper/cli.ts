@@ -10,7 +10,7 @@
 import { join } from 'node:path'
 import { KeeperConfigError, KeeperAdminError } from './errors.ts'
 import { DEFAULT_CLI_HTTP_PORT, RELAY_CONFIG_KEYS, appDataDir, list, optionLines, parseOptions, readConfigFile, relayOptions, version, type CliOption } from '../relay/cli-options.ts'
-import type { KeeperServerInit } from './server.ts'
+import type { KeeperPolicy, KeeperServerInit } from './server.ts'
 import type { RelayInit } from '../relay/relay.ts'
 
 /** Time (ms) an admin call may take. */
@@ -22,15 +22,9 @@ function defaultDir (): string {
 }
 
 /** What the options of `keeper` set: the relay's options and the keeper's, as in a `--config` file. */
-interface KeeperCliInit extends RelayInit {
+interface KeeperCliInit extends RelayInit, KeeperPolicy {
   dir?: string
   keeperListen?: string[]
-  allow?: string[]
-  open?: boolean
-  maxUsers?: number
-  maxPiecesPerUser?: number
-  maxBytesPerUser?: number
-  maxBytes?: number
 }
 
 const KEEPER_CONFIG_KEYS = new Set([...RELAY_CONFIG_KEYS, 'dir', 'keeperListen', 'allow', 'open', 'maxUsers', 'maxPiecesPerUser', 'maxBytesPerUser', 'maxBytes'])

@@ -24,7 +24,7 @@ import { createNewPiecePlease, type NewPiecePlease } from '../new-piece-please.t
 import { MAX_COMPANIONS } from '../constants.ts'
 import { describe } from '../errors.ts'
 import { logger } from '../utils/logger.ts'
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_USER, DEFAULT_MAX_PIECES_PER_USER, type KeeperService } from './keeper.ts'
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_USER, DEFAULT_MAX_PIECES_PER_USER, type KeeperService, type KeeperServiceInit } from './keeper.ts'
 import { KeeperConfigError } from './errors.ts'
 import { keeperHttp } from './http.ts'
 import { STATE_FILE_NAME, TOKEN_FILE_NAME, StateFile, canonicalPeerId, loadToken, readState } from './state.ts'
@@ -36,7 +36,10 @@ export const RELAY_KEY_FILE_NAME = 'relay.key'
 export const NODE_DIR_NAME = 'node'
 export const DEFAULT_KEEPER_USERNAME = 'keeper'
 
-export interface KeeperServerInit {
+/** Who the keeper serves and its quotas, as `KeeperServiceInit` has them (`allow` is added to the allowlist saved in `keeper.json`). */
+export type KeeperPolicy = Pick<KeeperServiceInit, 'allow' | 'open' | 'maxUsers' | 'maxPiecesPerUser' | 'maxBytesPerUser' | 'maxBytes'>
+
+export interface KeeperServerInit extends KeeperPolicy {
   /** The folder holding everything the keeper keeps (created when missing). */
   directory: string
   /**
@@ -52,26 +55,6 @@ export interface KeeperServerInit {
    * @default the relay's listen addresses with free ports (`tcp/0`)
    */
   listen?: string[]
-  /**
-   * Peer ids to serve, added to the allowlist saved in `keeper.json`.
-   *
-   * @default []
-   */
-  allow?: string[]
-  /**
-   * Serve anyone within the quotas, not only the allowlist.
-   *
-   * @default false
-   */
-  open?: boolean
-  /** @default MAX_COMPANIONS (256) */
-  maxUsers?: number
-  /** @default DEFAULT_MAX_PIECES_PER_USER (100000) */
-  maxPiecesPerUser?: number
-  /** @default DEFAULT_MAX_BYTES_PER_USER (64 MiB) */
-  maxBytesPerUser?: number
-  /** @default DEFAULT_MAX_BYTES (4 GiB) */
-  maxBytes?: number
   /** The keeper node's username (its own profile). @default 'keeper' */
   username?: string
 }
