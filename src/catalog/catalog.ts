@@ -127,7 +127,7 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
   const maxOps = options.maxOpsPerEntry ?? MAX_OPS_PER_ENTRY
   const index = new DocumentIndex(options.indexFields ?? ['instrument'])
   const disk = options.memory !== true
-    ? new IndexPersistence(await LevelStorage({ path: joinPath(init.directory ?? './orbitdb', init.address, '_catalog'), valueEncoding: 'view' }), index)
+    ? new IndexPersistence(init.catalogStorage ?? await LevelStorage({ path: joinPath(init.directory ?? './orbitdb', init.address, '_catalog'), valueEncoding: 'view' }), index)
     : undefined
   let indexSource: 'memory' | 'disk' | 'log' = 'memory'
   // every index change waits for the initial load: updates that arrive
@@ -206,7 +206,15 @@ export const Catalog = Object.assign((options: CatalogStoreOptions = {}) => asyn
   // sync starts once the index is loaded, as the last step of opening (as
   // Documents starts it last): a peer's 'join' or updates cannot come before
   // the caller holds the database and could listen for them
-  const db: OrbitDBDatabase = await Database({ ...init, onUpdate, syncAutomatically: false })
+  let db: OrbitDBDatabase
+  try {
+    db = await Database({ ...init, onUpdate, syncAutomatically: false })
+  } catch (err) {
+    // the index store was opened first: a failed open (no file descriptors
+    // left, a store locked) would otherwise leave it open for good
+    await disk?.close().catch(() => {})
+    throw err
+  }
   // back-references only to the run of recent small entries (see SMALL_ENTRY_OPS)
   limitReferences(db, () => index.smallStreak)
   openGate()

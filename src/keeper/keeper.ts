@@ -407,7 +407,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
         response = { ok: false, error: 'bad-request', message: 'expected {"op":"keep","userDb":…} or {"op":"list"}' }
       } else if (request.op === 'list') {
         const listed = this.serves(from) ? this.kept().filter(c => c.listed && c.peerId !== from) : []
-        const catalogs = await Promise.all(listed.map(async c => ({ peerId: c.peerId, userDb: c.userDb, multiaddrs: await this.addressesOf(c.peerId) })))
+        const catalogs = await Promise.all(listed.map(async c => ({ peerId: c.peerId, userDb: c.userDb, multiaddrs: await this.addressesOf(c.peerId), lastUpdate: c.lastUpdate })))
         response = { ok: true, catalogs }
       } else {
         response = await this.keep(request.userDb, from, request.listed, bound.signal)

@@ -13,7 +13,7 @@
  *   `{ "ok": true, "listed": bool }` or
  *   `{ "ok": false, "error": "<KeeperRefusal>", "message": "..." }`.
  * - `{ "op": "list" }` asks which catalogs it keeps and lists:
- *   `{ "ok": true, "catalogs": [{ "peerId", "userDb" }] }`. What a keeper
+ *   `{ "ok": true, "catalogs": [{ "peerId", "userDb", "multiaddrs", "lastUpdate" }] }`. What a keeper
  *   says is never trusted: each entry is verified as its own profile, by
  *   the proof that only its peer could sign.
  */
@@ -54,6 +54,8 @@ export interface IntroducedCatalog {
   userDb: string
   /** Where the keeper last saw the peer listening: hints, checked by the peer id at dial. */
   multiaddrs?: string[]
+  /** When the catalog last changed on the keeper (ms since the epoch): a peer introduced to more catalogs than it takes picks the freshest. */
+  lastUpdate?: number
 }
 
 export type KeeperResponse =
@@ -104,10 +106,10 @@ export async function readResponse (stream: Stream, signal: AbortSignal): Promis
   if (Array.isArray(v.catalogs)) {
     for (const c of v.catalogs.slice(0, MAX_LISTED)) {
       if (!isPlainObject(c)) continue
-      const { peerId, userDb, multiaddrs } = c as Record<string, unknown>
+      const { peerId, userDb, multiaddrs, lastUpdate } = c as Record<string, unknown>
       if (typeof peerId !== 'string' || peerId.length >= 128 || !isOrbitDBAddress(userDb)) continue
       const addrs = Array.isArray(multiaddrs) ? multiaddrs.filter((a): a is string => typeof a === 'string' && a.length < 256).slice(0, 16) : []
-      catalogs.push({ peerId, userDb, multiaddrs: addrs })
+      catalogs.push({ peerId, userDb, multiaddrs: addrs, ...(Number.isSafeInteger(lastUpdate) && (lastUpdate as number) >= 0 ? { lastUpdate: lastUpdate as number } : {}) })
     }
   }
   return { ok: true, listed: v.listed === true, catalogs }

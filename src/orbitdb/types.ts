@@ -109,6 +109,8 @@ export interface DatabaseInit {
   headsStorage?: OrbitDBStorage
   entryStorage?: OrbitDBStorage
   indexStorage?: OrbitDBStorage
+  /** The catalog's index on disk (this library's `npp-catalog` type; see stack/shared-storage.ts). */
+  catalogStorage?: OrbitDBStorage
   referencesCount?: number
   syncAutomatically?: boolean
   onUpdate?: (log: OrbitDBLog, entry: OrbitDBEntry) => Promise<void> | void

@@ -80,5 +80,20 @@ export const platform: PlatformDefaults = {
       letGo()
       throw err
     }
+  },
+  // browser-level names its IndexedDB database 'level-js-' + the path
+  storeExists: async (path) => {
+    const databases = (globalThis.indexedDB as any)?.databases
+    if (typeof databases !== 'function') return false
+    const names = await listDatabases()
+    return names.has(`level-js-${path}`)
   }
+}
+
+let known: Promise<Set<string>> | undefined
+/** The IndexedDB databases of this origin, listed once per page: stores are created in it later, but none of the old layout. */
+async function listDatabases (): Promise<Set<string>> {
+  const listing: Promise<Set<string>> = known ?? (globalThis.indexedDB as any).databases().then((list: Array<{ name?: string }>) => new Set(list.map(d => d.name ?? '')), () => new Set<string>())
+  known = listing
+  return await listing
 }

@@ -8,6 +8,7 @@
  * is bundled for web apps.
  */
 import { resolve } from 'node:path'
+import { access } from 'node:fs/promises'
 import { tcp } from '@libp2p/tcp'
 import type { ConnectionLimits, PlatformDefaults } from './types.ts'
 import { DEFAULT_LISTEN, RELAY_LISTEN } from '../constants.ts'
@@ -90,5 +91,13 @@ export const platform: PlatformDefaults = {
     }
     let released: Promise<void> | undefined
     return { release: async () => { released ??= db.close().finally(letGo); await released } }
+  },
+  storeExists: async (path) => {
+    try {
+      await access(joinPath(path, 'CURRENT'))
+      return true
+    } catch {
+      return false
+    }
   }
 }

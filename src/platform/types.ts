@@ -53,4 +53,11 @@ export interface PlatformDefaults {
    * says which.
    */
   lockStorage(directory: string, options?: LocalLockOptions): Promise<{ release(): Promise<void> }>
+  /**
+   * Whether a LevelDB store (`level`) exists at `path`: a directory with a
+   * `CURRENT` file in Node, an IndexedDB database of that name in a browser.
+   * Tells a database written before the shared store (its own stores) from a
+   * new one.
+   */
+  storeExists(path: string): Promise<boolean>
 }

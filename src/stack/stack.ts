@@ -19,13 +19,14 @@ import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { openOnce } from './open-once.ts'
+import { openSharedStorage, type SharedStorage } from './shared-storage.ts'
 import { EntryGuard } from '../orbitdb/entry-guard.ts'
 import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS, MAX_IDENTIFY_MESSAGE_BYTES } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
 import { crowdConnectionLimits, crowdScoreParams } from '../peering/crowd.ts'
 import { inboundGate } from '../peering/inbound-gate.ts'
-import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
+import type { OrbitDB, OpenOptions, OrbitDBDatabase, OrbitDBStorage, DatabaseFactory, DatabaseInit } from '../orbitdb/types.ts'
 import type { IceServer, NppHelia, NppLibp2p } from '../types.ts'
 
 const log = logger('stack')
@@ -150,6 +151,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
   let helia: NppHelia
   let orbitdb: OrbitDB
   let wants: BitswapWantLimiter | undefined
+  let shared: SharedStorage | undefined
 
   try {
     if (init.orbitdb != null) {
@@ -166,6 +168,11 @@ export async function createStack (init: StackInit): Promise<Stack> {
         if (wants != null) closers.push(async () => { wants?.stop() })
       }
       orbitdb = await createOrbit(helia, init, closers)
+      if (init.storage === 'persistent') {
+        const store = shared = await openSharedStorage(joinPath(init.directory, 'orbitdb', 'shared'))
+        // closed after orbitdb.stop() has closed every database (closers run last first)
+        closers.splice(closers.length - 1, 0, async () => { await store.close() })
+      }
     }
   } catch (err) {
     await runClosers(closers)
@@ -200,7 +207,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
         get: async (hash: string, signal?: AbortSignal) => await inner.get(hash, signal == null ? closing.signal : AbortSignal.any([signal, closing.signal]))
       }
       // sync starts once the entry guard is in place: nothing from the network reaches it unchecked
-      const db = await orbitdb.open<D>(address, { entryStorage, ...options, sync: false })
+      const db = await orbitdb.open<D>(address, { entryStorage, ...inSharedStorage(options, shared), sync: false })
       if (!guarded.has(db)) {
         guarded.add(db)
         guard.guard(db, closing.signal)
@@ -222,6 +229,33 @@ export async function createStack (init: StackInit): Promise<Stack> {
       await runClosers(closers)
     }
   }
+}
+
+/**
+ * `options` whose `Database` keeps its heads, log index and catalog index in
+ * `shared` (see shared-storage.ts), unless the caller gave storages, there is
+ * no shared store (memory, or an OrbitDB the caller brought), or the
+ * database was written before it (its own heads store exists: opened as
+ * before, with OrbitDB's own stores).
+ */
+function inSharedStorage (options: OpenOptions, shared: SharedStorage | undefined): OpenOptions {
+  const Database = options.Database as DatabaseFactory | undefined
+  if (shared == null || Database == null || options.headsStorage != null || options.indexStorage != null) return options
+  const factory: DatabaseFactory = async (init) => {
+    if (await platform.storeExists(orbitdbPath(orbitdbPath(init.directory ?? './orbitdb', `./${init.address}/`), '/log/_heads/'))) return await Database(init)
+    return await Database({
+      ...init,
+      headsStorage: await ComposedStorage(await LRUStorage({ size: 1000 }), shared.storage(init.address, 'heads')),
+      indexStorage: await ComposedStorage(await LRUStorage({ size: 1000 }), shared.storage(init.address, 'index')),
+      catalogStorage: shared.storage(init.address, 'catalog')
+    } as DatabaseInit)
+  }
+  return { ...options, Database: factory }
+}
+
+/** OrbitDB's own path join (utils/path-join.js), so a path is spelled as OrbitDB spelled it (browser-level names its database by it). */
+function orbitdbPath (...paths: string[]): string {
+  return paths.join('/').replace(/((?<=\/)\/+)|(^\.\/)|((?<=\/)\.\/)/g, '') || '.'
 }
 
 async function runClosers (closers: Array<() => Promise<void>>): Promise<void> {

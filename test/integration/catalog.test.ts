@@ -1,14 +1,34 @@
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { Documents, IPFSAccessController, LevelStorage, useDatabaseType } from '@orbitdb/core'
+import { Documents, IPFSAccessController, useDatabaseType } from '@orbitdb/core'
+import { Level } from 'level'
 import { createStack, type Stack } from '../../src/stack/stack.ts'
 import { Catalog, CATALOG_TYPE } from '../../src/catalog/catalog.ts'
+import { sublevelName } from '../../src/stack/shared-storage.ts'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import * as dagCbor from '@ipld/dag-cbor'
 import { LOOPBACK, tempDir, dbCondition } from '../helpers/peers.ts'
 import { sameJson } from '../../src/utils/json.ts'
+
+/**
+ * The catalog index of `address` as stored in the node's shared store at
+ * `directory` (the node must be stopped: the store is locked while open).
+ */
+async function catalogIndex (directory: string, address: string, valueEncoding: 'view' | 'utf8' = 'view'): Promise<{ keys(): Promise<string[]>, get(key: string): Promise<any>, put(key: string, value: any): Promise<void>, del(key: string): Promise<void>, clear(): Promise<void>, close(): Promise<void> }> {
+  const level = new Level<string, any>(join(directory, 'orbitdb', 'shared'))
+  await level.open()
+  const sub = level.sublevel<string, any>(sublevelName(address, 'catalog'), { valueEncoding })
+  return {
+    keys: async () => await sub.keys().all(),
+    get: async (key) => await sub.get(key),
+    put: async (key, value) => { await sub.put(key, value) },
+    del: async (key) => { await sub.del(key) },
+    clear: async () => { await sub.clear() },
+    close: async () => { await level.close() }
+  }
+}
 
 const guard = fileURLToPath(new URL('../setup/guard.ts', import.meta.url))
 const writer = fileURLToPath(new URL('../fixtures/catalog-writer.ts', import.meta.url))
@@ -181,15 +201,14 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
     await db.close()
 
     // an unclean stop: the log moved on but the index did not (stale heads marker, missing pages)
-    const indexPath = join(dir, 'n', 'orbitdb', address, '_catalog')
-    const index = await LevelStorage({ path: indexPath })
-    const keys: string[] = []
-    for await (const [key] of index.iterator()) keys.push(key)
-    assert.deepEqual(keys, ['a', 'c/0', 'meta'], 'a clean close leaves one compact snapshot and no change pages')
+    await s.close()
+    const index = await catalogIndex(join(dir, 'n'), address)
+    assert.deepEqual(await index.keys(), ['a', 'c/0', 'meta'], 'a clean close leaves one compact snapshot and no change pages')
     const meta = dagCbor.decode<Record<string, unknown>>(await index.get('meta'))
     await index.put('meta', dagCbor.encode({ ...meta, heads: ['stale'] }))
     await index.del('c/0')
     await index.close()
+    s = await stack(join(dir, 'n'))
     db = await s.open<any>(address, { Database: Catalog() })
     assert.equal(db.indexSource, 'log', 'an index that does not match the log is rebuilt')
     assert.deepEqual(sorted((await db.all()).map((d: any) => d.value)), before, 'rebuilt from the log')
@@ -233,20 +252,21 @@ describe('npp-catalog behaves exactly like the single-entry documents store', ()
 
   it('rebuilds an index saved in the JSON format of version 2 from the log, types and all', async () => {
     const dir = await tempDir()
-    const s = await stack(join(dir, 'v2'))
+    let s = await stack(join(dir, 'v2'))
     let db = await s.open<any>('old-format', { type: CATALOG_TYPE, Database: Catalog({ indexBy: '_id' }) })
     const address = db.address
     await db.put({ _id: 1, bytes: new Uint8Array([1, 2, 3]), big: 2n ** 60n })
     await db.put({ _id: '1', instrument: 'Piano' })
     const heads = (await db.log.heads()).map((e: any) => e.hash).sort()
     await db.close()
+    await s.close()
     // what version 2 left on disk: utf8 JSON
-    const indexPath = join(dir, 'v2', 'orbitdb', address, '_catalog')
-    const index = await LevelStorage({ path: indexPath, valueEncoding: 'utf8' })
+    const index = await catalogIndex(join(dir, 'v2'), address, 'utf8')
     await index.clear()
     await index.put('a', JSON.stringify([]))
     await index.put('meta', JSON.stringify({ v: 2, heads, chunks: 0 }))
     await index.close()
+    s = await stack(join(dir, 'v2'))
     db = await s.open<any>(address, { Database: Catalog({ indexBy: '_id' }) })
     assert.equal(db.indexSource, 'log', 'not read: rebuilt')
     assert.deepEqual((await db.get(1))?.value, { _id: 1, bytes: new Uint8Array([1, 2, 3]), big: 2n ** 60n })

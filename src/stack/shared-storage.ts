@@ -1,0 +1,70 @@
+/**
+ * One LevelDB for the heads, the log index and the catalog index of every
+ * database a node opens through its stack, each in a sublevel of its own.
+ *
+ * OrbitDB gives every database two LevelDB stores of its own (`log/_heads`,
+ * `log/_index`) and the catalog a third (`_catalog`). Each store holds four
+ * file descriptors or more (LOCK, LOG, MANIFEST, its write-ahead log, and
+ * its tables once reopened) and its own native buffers, so a keeper of 500
+ * users held 16,614 open files (beyond the common `ulimit -n` of 1,024,
+ * where replicas fail to open) and about 50 KB of native memory per store.
+ * In one shared store, files stay at a constant few dozen however many
+ * databases are open (`npm run bench:keeper`, bench/RESULTS.md).
+ *
+ * Directories written before the shared store keep working: a database
+ * whose own heads store exists is opened with OrbitDB's own stores, as before
+ * (`legacy`), so nothing stored is lost or copied.
+ */
+import { Level } from 'level'
+import type { OrbitDBStorage } from '../orbitdb/types.ts'
+
+/** What a sublevel holds for its database. */
+export type SharedStorageKind = 'heads' | 'index' | 'catalog'
+
+const SUFFIX: Record<SharedStorageKind, string> = { heads: 'h', index: 'i', catalog: 'c' }
+
+export interface SharedStorage {
+  /**
+   * The storage of `kind` for the database `address`: reads and writes its
+   * sublevel; `close()` does nothing (the shared store closes with the stack)
+   * and `clear()` clears that sublevel only (a dropped database).
+   */
+  storage(address: string, kind: SharedStorageKind): OrbitDBStorage
+  /** Closes the store. Safe to call twice. */
+  close(): Promise<void>
+}
+
+/** The sublevel name of `kind` for `address` (`/orbitdb/zdpu…` → `zdpu….h`). */
+export function sublevelName (address: string, kind: SharedStorageKind): string {
+  return `${address.replace(/^\/orbitdb\//, '')}.${SUFFIX[kind]}`
+}
+
+/** Opens (creating it if need be) the shared store at `path`. */
+export async function openSharedStorage (path: string): Promise<SharedStorage> {
+  const db = new Level<string, Uint8Array>(path, { valueEncoding: 'view' })
+  await db.open()
+  let closed: Promise<void> | undefined
+  return {
+    storage (address, kind) {
+      // the same encodings as OrbitDB's LevelStorage: string keys, values as
+      // bytes ('view' encodes a non-byte value, such as the log index's
+      // `true`, as its text)
+      const sub = db.sublevel<string, Uint8Array>(sublevelName(address, kind), { valueEncoding: 'view' })
+      return {
+        put: async (key: string, value: unknown) => { await sub.put(key, value as Uint8Array) },
+        get: async (key: string) => await sub.get(key) ?? undefined,
+        del: async (key: string) => { await sub.del(key) },
+        iterator: async function * ({ amount, reverse }: { amount?: number, reverse?: boolean } = {}) {
+          for await (const [key, value] of sub.iterator({ limit: amount ?? -1, reverse: reverse ?? false })) yield [key, value]
+        } as OrbitDBStorage['iterator'],
+        merge: async () => {},
+        clear: async () => { await sub.clear() },
+        close: async () => {}
+      }
+    },
+    async close () {
+      closed ??= db.close()
+      await closed
+    }
+  }
+}
