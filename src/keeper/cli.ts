@@ -7,11 +7,13 @@
  * value exits 2 with a `KeeperConfigError` (or `InvalidPeerIdError`) line;
  * a failed admin call exits 1 with a `KeeperAdminError` line.
  */
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { KeeperConfigError, KeeperAdminError } from './errors.ts'
 import { DEFAULT_CLI_HTTP_PORT, RELAY_CONFIG_KEYS, appDataDir, list, optionLines, parseOptions, readConfigFile, relayOptions, version, type CliOption } from '../relay/cli-options.ts'
 import type { KeeperPolicy, KeeperServerInit } from './server.ts'
 import type { RelayInit } from '../relay/relay.ts'
+import { parseOpenFileLimit, type OpenFileLimit } from '../utils/open-file-limit.ts'
 
 /** Time (ms) an admin call may take. */
 const ADMIN_CALL_TIMEOUT = 30_000
@@ -19,6 +21,32 @@ const ADMIN_CALL_TIMEOUT = 30_000
 /** Where the keeper keeps everything unless `--dir` says otherwise: `keeper` in the per-user data directory. */
 function defaultDir (): string {
   return join(appDataDir(), 'keeper')
+}
+
+/** The `ulimit -n` the warning suggests, unless the keeper may need more. */
+const SUGGESTED_OPEN_FILES = 65_536
+
+/**
+ * This process's open-file limit where the system states it (Linux's
+ * `/proc/self/limits`; elsewhere `undefined`). Node raises its soft limit to
+ * the hard one as it starts, so a low soft limit alone (systemd's 1,024 under
+ * a hard 524,288) is no harm and reads as the hard one here; a low hard limit
+ * (`ulimit -n 1024`, some containers, limits.conf) stays.
+ */
+async function openFileLimit (): Promise<OpenFileLimit | undefined> {
+  try {
+    return parseOpenFileLimit(await readFile('/proc/self/limits', 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/** The start warning of a keeper whose open-file limit is below the `wanted` files (`openFilesWanted`). */
+function openFileLimitWarning (limit: OpenFileLimit, wanted: number): string {
+  const suggested = Math.max(SUGGESTED_OPEN_FILES, wanted)
+  const hard = limit.hard < suggested ? ` (as root, or in /etc/security/limits.conf: the hard limit is ${limit.hard})` : ''
+  return `warning: the open-file limit (ulimit -n) is ${limit.soft}, below the ${wanted} this keeper may hold at its connection caps; ` +
+    `once it is reached, connections are refused and stores fail to open. Raise it before starting: ulimit -n ${suggested}${hard}, or LimitNOFILE=${suggested} in its systemd unit`
 }
 
 /** What the options of `keeper` set: the relay's options and the keeper's, as in a `--config` file. */
@@ -102,7 +130,11 @@ export async function keeperMain (argv: readonly string[]): Promise<void> {
 async function run (init: KeeperCliInit): Promise<void> {
   const { dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, ...relay } = init
   const serverInit: KeeperServerInit = { directory: dir ?? defaultDir(), relay, listen: keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes }
-  const { createKeeperServer } = await import('./server.ts')
+  const { createKeeperServer, openFilesWanted } = await import('./server.ts')
+  // before starting: a start that runs out of file descriptors fails without saying why
+  const limit = await openFileLimit()
+  const wanted = openFilesWanted(relay)
+  if (limit !== undefined && limit.soft < wanted) process.stderr.write(openFileLimitWarning(limit, wanted) + '\n')
   const keeper = await createKeeperServer(serverInit)
   const shutdown = (signal: string): void => {
     process.stdout.write(`${signal}: stopping\n`)

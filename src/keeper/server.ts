@@ -19,9 +19,11 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { createRelay, DEFAULT_RELAY_LISTEN, type Relay, type RelayConfig, type RelayInit } from '../relay/relay.ts'
+import { createRelay, relayConnectionLimits, DEFAULT_MAX_RESERVATIONS, DEFAULT_RELAY_LISTEN, DEFAULT_RELAY_PEERS_PER_ADDRESS, type Relay, type RelayConfig, type RelayInit } from '../relay/relay.ts'
 import { createNewPiecePlease, type NewPiecePlease } from '../new-piece-please.ts'
-import { MAX_COMPANIONS } from '../constants.ts'
+import { crowdConnectionLimits } from '../peering/crowd.ts'
+import { platform } from '../platform/node.ts'
+import { DEFAULT_PEERS_PER_ADDRESS, MAX_COMPANIONS } from '../constants.ts'
 import { describe } from '../errors.ts'
 import { logger } from '../utils/logger.ts'
 import { DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_USER, DEFAULT_MAX_PIECES_PER_USER, type KeeperService, type KeeperServiceInit } from './keeper.ts'
@@ -86,6 +88,35 @@ export interface KeeperServer {
   deny(peerId: string): Promise<{ changed: boolean, dropped: boolean }>
   /** Safe to call twice. */
   stop(): Promise<void>
+}
+
+/**
+ * Files a keeper holds open beside its connections: its LevelDB stores (43
+ * open files in all for a 500-user keeper since every database shares one
+ * store, bench/RESULTS.md; a few more as the stores grow tables), the HTTP
+ * API's clients, Node's own pipes and event loop.
+ */
+export const FILES_BESIDE_CONNECTIONS = 256
+
+/**
+ * Open files a keeper may hold with its connections at their caps. Every
+ * connection is a socket, and so is every inbound one still upgrading: the
+ * relay's open and pending ones (1,024 and 1,024 by default, more with
+ * `maxReservations` or `peersPerAddress`), the keeper node's (300 and 256:
+ * kept users and their peers dial it), and `FILES_BESIDE_CONNECTIONS`;
+ * 2,860 with the defaults. A process whose open-file limit is lower
+ * (`ulimit -n 1024`, or a hard limit of 1,024 from limits.conf or a
+ * container: Node raises a lower soft limit to the hard one itself) runs out
+ * of file descriptors before libp2p refuses anything: new connections fail
+ * at accept (EMFILE) and a store that opens then fails.
+ */
+export function openFilesWanted (relay: RelayInit = {}): number {
+  const relayLimits = crowdConnectionLimits(relay.peersPerAddress ?? DEFAULT_RELAY_PEERS_PER_ADDRESS, relayConnectionLimits(relay.maxReservations ?? DEFAULT_MAX_RESERVATIONS))
+  // the keeper node takes the relay's peersPerAddress (see createKeeperServer)
+  const nodeLimits = crowdConnectionLimits(relay.peersPerAddress ?? DEFAULT_PEERS_PER_ADDRESS, platform.connectionLimits)
+  return (relayLimits.connectionManager.maxConnections ?? 0) + relayLimits.gate.maxPending +
+    (nodeLimits.connectionManager.maxConnections ?? 0) + nodeLimits.gate.maxPending +
+    FILES_BESIDE_CONNECTIONS
 }
 
 function quota (name: string, value: unknown, fallback: number): number {
