@@ -2,9 +2,10 @@
  * The peer side of keepers (issue 11). Whenever a direct connection to one
  * of the configured keepers opens, this peer asks it to keep its databases
  * (`keeper:registered`, or `keeper:refused` with a `KeeperRefusedError`
- * saying why), then asks which catalogs it keeps and records each as a
- * companion once its profile verifies as its own peer's (the proof that only
- * that peer could sign): a keeper is never trusted for who owns what.
+ * saying why) and, at the same time, which catalogs it keeps: each is
+ * recorded as a companion once its profile verifies as its own peer's (the
+ * proof that only that peer could sign): a keeper is never trusted for who
+ * owns what.
  *
  * The links themselves are the hub links' (keepers are dialed and redialed
  * like bootstrap peers; a relay's `/config` may list keepers too, which are
@@ -13,7 +14,7 @@
  */
 import PQueue from 'p-queue'
 import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
-import { KEEPER_PROTOCOL, encode, readResponse, type KeeperRequest, type KeeperResponse } from './protocol.ts'
+import { KEEPER_PROTOCOL, encode, readResponse, type IntroducedCatalog, type KeeperRequest, type KeeperResponse } from './protocol.ts'
 import { KeeperRefusedError } from '../errors.ts'
 import { withDeadline } from '../utils/abort.ts'
 import { trailingPeerId } from '../utils/multiaddr.ts'
@@ -130,43 +131,65 @@ export class KeeperClient implements Startable {
   private async round (peerId: string): Promise<void> {
     const status = this.status.get(peerId)
     if (status == null || !this.started) return
+    // both at once, each taken as it comes: keeping waits for the keeper to
+    // verify us and sync our catalog (a new peer's first introduction came
+    // 5-6 s after its start while introductions waited for it)
+    await Promise.all([this.keep(peerId, status), this.takeIntroductions(peerId, status)])
+  }
+
+  /** Ask `peerId` to keep our databases. */
+  private async keep (peerId: string, status: KeeperStatus): Promise<void> {
+    let kept: KeeperResponse
     try {
-      // both at once: keeping waits for the keeper to sync our catalog, and
-      // introductions need not wait for that
-      const listing = this.request(peerId, { op: 'list' })
-      listing.catch(() => {})
-      const kept = await this.request(peerId, { op: 'keep', userDb: this.init.userDb, listed: this.init.listed })
-      if (kept.ok) {
-        status.registered = true
-        status.refused = undefined
-        this.log('%s keeps our databases', peerId)
-        this.components.events.safeDispatchEvent('keeper:registered', { detail: { ...status } })
-      } else {
-        status.registered = false
-        status.refused = kept.error
-        const error = new KeeperRefusedError(kept.error, `keeper ${peerId} refused to keep our databases (${kept.error}): ${kept.message}`)
-        this.log('%s refused to keep us: %e', peerId, error)
-        this.components.events.safeDispatchEvent('keeper:refused', { detail: { ...status, error } })
-      }
-      const listed = await listing
-      if (!listed.ok) return
-      await Promise.all((listed.catalogs ?? []).map(async ({ peerId: owner, userDb, multiaddrs }) => {
-        await this.introductions.add(async () => {
-          try {
-            const added = await withDeadline(this.init.timeout, this.shutdown.signal, `verifying ${owner}'s profile from keeper ${peerId}`, async (signal) =>
-              await this.components.companions.introduce(userDb, owner, peerId, multiaddrs ?? [], signal))
-            if (added) status.introduced++
-          } catch (err) {
-            this.log('an introduction by %s (%s as %s) was not taken: %e', peerId, userDb, owner, err)
-          }
-        }, { signal: this.shutdown.signal }).catch(() => {})
-      }))
-      if (this.started) this.components.events.safeDispatchEvent('keeper:introduced', { detail: { ...status } })
+      kept = await this.request(peerId, { op: 'keep', userDb: this.init.userDb, listed: this.init.listed })
     } catch (err) {
-      if (this.shutdown.signal.aborted) return
-      status.lastError = err instanceof Error ? err.message : String(err)
-      this.log('asking keeper %s failed: %e', peerId, err)
+      this.failed(peerId, status, 'keep', err)
+      return
     }
+    if (kept.ok) {
+      status.registered = true
+      status.refused = undefined
+      this.log('%s keeps our databases', peerId)
+      this.components.events.safeDispatchEvent('keeper:registered', { detail: { ...status } })
+    } else {
+      status.registered = false
+      status.refused = kept.error
+      const error = new KeeperRefusedError(kept.error, `keeper ${peerId} refused to keep our databases (${kept.error}): ${kept.message}`)
+      this.log('%s refused to keep us: %e', peerId, error)
+      this.components.events.safeDispatchEvent('keeper:refused', { detail: { ...status, error } })
+    }
+  }
+
+  /** Ask `peerId` which catalogs it keeps and take them. */
+  private async takeIntroductions (peerId: string, status: KeeperStatus): Promise<void> {
+    let listed: KeeperResponse
+    try {
+      listed = await this.request(peerId, { op: 'list' })
+    } catch (err) {
+      this.failed(peerId, status, 'list', err)
+      return
+    }
+    if (!listed.ok) return
+    await Promise.all((listed.catalogs ?? []).map(async catalog => { await this.introduce(peerId, status, catalog) }))
+    if (this.started) this.components.events.safeDispatchEvent('keeper:introduced', { detail: { ...status } })
+  }
+
+  private async introduce (keeper: string, status: KeeperStatus, { peerId: owner, userDb, multiaddrs }: IntroducedCatalog): Promise<void> {
+    await this.introductions.add(async () => {
+      try {
+        const added = await withDeadline(this.init.timeout, this.shutdown.signal, `verifying ${owner}'s profile from keeper ${keeper}`, async (signal) =>
+          await this.components.companions.introduce(userDb, owner, keeper, multiaddrs ?? [], signal))
+        if (added) status.introduced++
+      } catch (err) {
+        this.log('an introduction by %s (%s as %s) was not taken: %e', keeper, userDb, owner, err)
+      }
+    }, { signal: this.shutdown.signal }).catch(() => {})
+  }
+
+  private failed (peerId: string, status: KeeperStatus, op: KeeperRequest['op'], err: unknown): void {
+    if (this.shutdown.signal.aborted) return
+    status.lastError = err instanceof Error ? err.message : String(err)
+    this.log('asking keeper %s (%s) failed: %e', peerId, op, err)
   }
 
   private async request (peerId: string, request: KeeperRequest): Promise<KeeperResponse> {

@@ -6,6 +6,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { raceSignal } from 'race-signal'
 import { peer, nextEvent } from '../helpers/peers.ts'
 import type { NewPiecePlease } from '../../src/index.ts'
 import type { Connection } from '@libp2p/interface'
@@ -21,6 +22,38 @@ async function registered (who: NewPiecePlease, keeper: NewPiecePlease): Promise
 }
 
 describe('keeper client', () => {
+  it('takes introductions while the keeper is still keeping it, before keeper:registered', async () => {
+    const keeper = await peer({ username: 'slow-keeper', keeper: { open: true }, discoveryTimeout: 60_000 })
+    const keepers = [keeper.getMultiaddrs()[0]!]
+    const a = await peer({ username: 'amy', keepers })
+    await a.addNewPiece('QmEarly', 'Cello')
+    await registered(a, keeper)
+
+    // from now on the keeper cannot finish verifying anyone else until released
+    let release = (): void => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    const service = keeper.keeperService as any
+    const verify = service.verify.bind(service)
+    service.verify = async (userDb: string, from: string, signal: AbortSignal) => {
+      if (from !== a.peerId) await raceSignal(released, signal)
+      return await verify(userDb, from, signal)
+    }
+
+    const b = await peer({ username: 'ben', keepers, discoveryTimeout: 30_000 })
+    const seen: string[] = []
+    b.addEventListener('keeper:registered', () => { seen.push('registered') })
+    b.addEventListener('keeper:introduced', () => { seen.push('introduced') })
+    const introduced = await nextEvent(b, 'keeper:introduced', s => s.peerId === keeper.peerId, 20_000)
+    assert.equal(introduced.introduced, 1)
+    assert.equal(introduced.registered, false, 'not registered yet: the keeper is still verifying')
+    assert.deepEqual((await b.getCompanions()).map(c => [c.nodeId, c.introducedBy]), [[a.peerId, keeper.peerId]])
+
+    const done = nextEvent(b, 'keeper:registered', s => s.peerId === keeper.peerId, 20_000)
+    release()
+    await done
+    assert.deepEqual(seen, ['introduced', 'registered'])
+  })
+
   it('a keeper believes a registering owner\'s empty catalog at its first answer', async () => {
     const keeper = await peer({ username: 'counting-keeper', keeper: { open: true } })
     // the heads exchanges the keeper opens, by remote peer and protocol
