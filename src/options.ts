@@ -10,7 +10,7 @@ import { trailingPeerId } from './utils/multiaddr.ts'
 import { assertProfileValue, positiveInteger, stringList, iceServerList } from './utils/validate.ts'
 import {
   DEFAULT_DIRECTORY, DEFAULT_RECONNECT_INTERVAL, DEFAULT_QUERY_TIMEOUT,
-  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_PEERS_PER_ADDRESS
+  DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_DIAL_TIMEOUT, DEFAULT_PEERS_PER_ADDRESS, DEFAULT_MAX_INTRODUCED
 } from './constants.ts'
 import type { IceServer, NewPiecePleaseInit } from './types.ts'
 
@@ -32,6 +32,7 @@ export interface ResolvedOptions {
   iceServers: IceServer[]
   keepers: string[]
   listed: boolean
+  maxIntroduced: number
 }
 
 function booleanOption (name: string, value: unknown, fallback: boolean): boolean {
@@ -43,6 +44,13 @@ function booleanOption (name: string, value: unknown, fallback: boolean): boolea
 function countOption (name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 100_000) throw new InvalidOptionError(`expected ${name} to be an integer from 1 to 100000, got ${describe(value)}`)
+  return value
+}
+
+/** Companions taken from keepers at most: 0 takes none. */
+function maxIntroducedOption (value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_INTRODUCED
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 100_000) throw new InvalidOptionError(`expected maxIntroduced to be an integer from 0 to 100000, got ${describe(value)}`)
   return value
 }
 
@@ -79,6 +87,7 @@ export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
     peersPerAddress: countOption('peersPerAddress', init.peersPerAddress, DEFAULT_PEERS_PER_ADDRESS),
     iceServers: iceServerList(init.iceServers),
     keepers: keeperList(init.keepers),
-    listed: booleanOption('listed', init.listed, true)
+    listed: booleanOption('listed', init.listed, true),
+    maxIntroduced: maxIntroducedOption(init.maxIntroduced)
   }
 }

@@ -5,7 +5,8 @@
  * saying why) and, at the same time, which catalogs it keeps: each is
  * recorded as a companion once its profile verifies as its own peer's (the
  * proof that only that peer could sign): a keeper is never trusted for who
- * owns what.
+ * owns what. A peer takes at most `maxIntroduced` catalogs from keepers in
+ * all, the most recently updated first.
  *
  * The links themselves are the hub links' (keepers are dialed and redialed
  * like bootstrap peers; a relay's `/config` may list keepers too, which are
@@ -20,7 +21,7 @@ import { withDeadline } from '../utils/abort.ts'
 import { trailingPeerId } from '../utils/multiaddr.ts'
 import type { Connection, Logger } from '@libp2p/interface'
 import type { NppComponents, Startable } from '../components.ts'
-import type { KeeperStatus } from '../types.ts'
+import type { Companion, KeeperStatus } from '../types.ts'
 
 /** Introduced profiles verified at once. */
 const INTRODUCTION_CONCURRENCY = 4
@@ -39,12 +40,23 @@ export interface KeeperClientInit {
    * where their owners now listen (so a companion back online is dialed).
    */
   refreshInterval: number
+  /**
+   * Companions taken from keepers' introductions at most, in all: those
+   * recorded before (a restart included) count. When keepers list more, the
+   * most recently updated are taken (`lastUpdate`; none is oldest) and the
+   * rest skipped (`KeeperStatus.skipped`).
+   */
+  maxIntroduced: number
   /** The keepers' peer ids, kept up to date as keepers are added (shared with convergence). */
   peerIds?: Set<string>
 }
 
 export interface KeeperClientComponents extends Pick<NppComponents, 'libp2p' | 'events' | 'logger'> {
-  companions: { introduce(userDb: string, peerId: string, keeper: string, multiaddrs: string[], signal: AbortSignal): Promise<boolean> }
+  companions: {
+    introduce(userDb: string, peerId: string, keeper: string, multiaddrs: string[], signal: AbortSignal): Promise<boolean>
+    /** The companions recorded (those a keeper introduced name it in `introducedBy`). */
+    list(): Array<Pick<Companion, 'address' | 'nodeId' | 'introducedBy'>>
+  }
 }
 
 export class KeeperClient implements Startable {
@@ -55,6 +67,8 @@ export class KeeperClient implements Startable {
   /** One registration round per keeper at a time. */
   private readonly rounds = new Map<string, Promise<void>>()
   private readonly introductions = new PQueue({ concurrency: INTRODUCTION_CONCURRENCY })
+  /** Introduced user dbs being verified now (from any keeper): each holds one of `maxIntroduced`. */
+  private readonly taking = new Set<string>()
   private readonly task: RepeatingTask
   private shutdown = new AbortController()
   private started = false
@@ -101,7 +115,7 @@ export class KeeperClient implements Startable {
   add (configured: string): string | undefined {
     const peerId = trailingPeerId(configured)?.toString()
     if (peerId == null || peerId === this.components.libp2p.peerId.toString()) return undefined
-    if (!this.status.has(peerId)) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0 })
+    if (!this.status.has(peerId)) this.status.set(peerId, { configured, peerId, registered: false, introduced: 0, skipped: 0 })
     this.init.peerIds?.add(peerId)
     if (this.started && this.linked(peerId)) void this.refresh(peerId)
     return peerId
@@ -160,7 +174,7 @@ export class KeeperClient implements Startable {
     }
   }
 
-  /** Ask `peerId` which catalogs it keeps and take them. */
+  /** Ask `peerId` which catalogs it keeps and take them (within `maxIntroduced`). */
   private async takeIntroductions (peerId: string, status: KeeperStatus): Promise<void> {
     let listed: KeeperResponse
     try {
@@ -170,8 +184,50 @@ export class KeeperClient implements Startable {
       return
     }
     if (!listed.ok) return
-    await Promise.all((listed.catalogs ?? []).map(async catalog => { await this.introduce(peerId, status, catalog) }))
+    const { again, taken, skipped } = this.choose(listed.catalogs ?? [])
+    if (skipped.length > 0 && skipped.length !== status.skipped) {
+      this.log('%s introduced %d catalogs we do not take (%d taken from keepers, maxIntroduced %d)', peerId, skipped.length, this.fromKeepers(), this.init.maxIntroduced)
+    }
+    status.skipped = skipped.length
+    await Promise.all([
+      ...again.map(async catalog => { await this.introduce(peerId, status, catalog) }),
+      ...taken.map(async catalog => {
+        try {
+          await this.introduce(peerId, status, catalog)
+        } finally {
+          this.taking.delete(catalog.userDb)
+        }
+      })
+    ])
     if (this.started) this.components.events.safeDispatchEvent('keeper:introduced', { detail: { ...status } })
+  }
+
+  /**
+   * Split a keeper's list: companions we have already (asked again: where
+   * they listen may have changed), new ones taken (now held in `taking`),
+   * and new ones skipped, over `maxIntroduced`: the most recently updated
+   * are taken first.
+   */
+  private choose (catalogs: IntroducedCatalog[]): { again: IntroducedCatalog[], taken: IntroducedCatalog[], skipped: IntroducedCatalog[] } {
+    const self = this.components.libp2p.peerId.toString()
+    const known = new Set(this.components.companions.list().map(c => `${c.nodeId} ${c.address}`))
+    const again: IntroducedCatalog[] = []
+    const fresh: IntroducedCatalog[] = []
+    for (const catalog of catalogs) {
+      if (catalog.peerId === self || this.taking.has(catalog.userDb)) continue
+      if (known.has(`${catalog.peerId} ${catalog.userDb}`)) again.push(catalog)
+      else fresh.push(catalog)
+    }
+    fresh.sort((x, y) => (y.lastUpdate ?? -1) - (x.lastUpdate ?? -1))
+    const room = Math.max(0, this.init.maxIntroduced - this.fromKeepers() - this.taking.size)
+    const taken = fresh.slice(0, room)
+    for (const catalog of taken) this.taking.add(catalog.userDb)
+    return { again, taken, skipped: fresh.slice(room) }
+  }
+
+  /** Companions recorded from keepers' introductions (before a restart too). */
+  private fromKeepers (): number {
+    return this.components.companions.list().filter(c => c.introducedBy != null).length
   }
 
   private async introduce (keeper: string, status: KeeperStatus, { peerId: owner, userDb, multiaddrs }: IntroducedCatalog): Promise<void> {

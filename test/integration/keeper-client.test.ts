@@ -7,8 +7,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { raceSignal } from 'race-signal'
-import { peer, nextEvent } from '../helpers/peers.ts'
-import type { NewPiecePlease } from '../../src/index.ts'
+import { peer, nextEvent, tempDir, LOOPBACK } from '../helpers/peers.ts'
+import { createNewPiecePlease, type NewPiecePlease } from '../../src/index.ts'
 import type { Connection } from '@libp2p/interface'
 
 /** Resolves once `who` is registered with `keeper` (now or at its next `keeper:registered`). */
@@ -76,5 +76,48 @@ describe('keeper client', () => {
     // 2). Before, the empty answer was asked for 3 more times (measured: 4,
     // the second check joining the first).
     assert.ok(reads >= 1 && reads <= 2, `the keeper read B's empty catalog's heads ${reads} times before answering`)
+  })
+
+  it('maxIntroduced: takes that many introduced catalogs in all, the most recently updated first, across restarts', async () => {
+    const keeper = await peer({ username: 'busy-keeper', keeper: { open: true } })
+    const keepers = [keeper.getMultiaddrs()[0]!]
+    const users = await Promise.all(['u1', 'u2', 'u3', 'u4'].map(async username => await peer({ username, keepers })))
+    await Promise.all(users.map(async u => { await registered(u, keeper) }))
+    const [u1, u2, , u4] = users as [NewPiecePlease, NewPiecePlease, NewPiecePlease, NewPiecePlease]
+    // when each catalog last changed on the keeper, as it lists them (u3 from an old keeper: none)
+    const lastUpdate = new Map([[u1.peerId, 1_000], [u2.peerId, 4_000], [u4.peerId, 3_000]])
+    const service = keeper.keeperService as any
+    const kept = service.kept.bind(service)
+    service.kept = () => kept().map((k: { peerId: string }) => {
+      const { lastUpdate: _, ...rest } = k as { peerId: string, lastUpdate?: number }
+      return lastUpdate.has(k.peerId) ? { ...rest, lastUpdate: lastUpdate.get(k.peerId) } : rest
+    })
+
+    const dir = await tempDir()
+    const b = await createNewPiecePlease({ directory: dir, listen: LOOPBACK, username: 'bounded', keepers, maxIntroduced: 2 })
+    try {
+      const status = await nextEvent(b, 'keeper:introduced', s => s.peerId === keeper.peerId, 30_000)
+      assert.equal(status.introduced, 2)
+      assert.equal(status.skipped, 2)
+      const companions = await b.getCompanions()
+      assert.deepEqual(companions.map(c => c.nodeId).sort(), [u2.peerId, u4.peerId].sort(), 'the two most recently updated')
+      assert.ok(companions.every(c => c.introducedBy === keeper.peerId))
+    } finally {
+      await b.stop()
+    }
+
+    // restarted with room for one more: the two it has count. The users are
+    // away (met again directly while B's replicas open, a companion is
+    // verified again and recorded without introducedBy)
+    await Promise.all(users.map(async u => { await u.stop() }))
+    const again = await createNewPiecePlease({ directory: dir, listen: LOOPBACK, keepers, maxIntroduced: 3 })
+    try {
+      const status = await nextEvent(again, 'keeper:introduced', s => s.peerId === keeper.peerId, 30_000)
+      assert.equal(status.introduced, 1)
+      assert.equal(status.skipped, 1)
+      assert.deepEqual((await again.getCompanions()).map(c => c.nodeId).sort(), [u1.peerId, u2.peerId, u4.peerId].sort(), 'a catalog with no lastUpdate is the oldest')
+    } finally {
+      await again.stop()
+    }
   })
 })
