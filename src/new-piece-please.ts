@@ -258,18 +258,22 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       dialTimeout: o.dialTimeout,
       memory: o.storage === 'memory',
       convergence: { keepers: keeperIds },
-      // a keeper's companions are its kept users
+      // a keeper's companions are its kept users: opened when wanted, and
+      // kept as logs alone (it never reads their documents)
+      lazy: this.init.keeper != null,
+      bare: this.init.keeper != null,
       ...(this.init.keeper?.maxUsers != null ? { maxCompanions: this.init.keeper.maxUsers } : {})
     })
     const keeper = this.init.keeper == null
       ? undefined
-      : new KeeperService({ ...components, companions }, { ...this.init.keeper, timeout: o.discoveryTimeout })
+      : new KeeperService({ ...components, companions }, { ...this.init.keeper, usageStorage: await stack.localStorage('keeper-usage'), timeout: o.discoveryTimeout })
     const keeperClient = late.keeperClient = keeper != null
       ? undefined
       : new KeeperClient({ ...components, companions }, {
         keepers: [...o.keepers, ...learnedKeepers],
         userDb: databases.user.address,
         listed: o.listed,
+        maxIntroduced: o.maxIntroduced,
         timeout: o.discoveryTimeout,
         refreshInterval: o.reconnectInterval,
         peerIds: keeperIds

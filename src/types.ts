@@ -5,7 +5,7 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { OrbitDB } from './orbitdb/types.ts'
 import type { KeeperRefusedError } from './errors.ts'
-import type { KeeperServiceInit } from './keeper/keeper.ts'
+import type { KeeperServiceInit, KeptUser } from './keeper/keeper.ts'
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 
@@ -210,13 +210,22 @@ export interface NewPiecePleaseInit {
    */
   listed?: boolean
   /**
+   * Companions taken from keepers' introductions at most, in all (those
+   * recorded before a restart count). When keepers list more catalogs, the
+   * most recently updated are taken and the rest skipped (`skipped` in
+   * `keepers()`). Peers met directly are not limited by it. `0` takes none.
+   *
+   * @default 64
+   */
+  maxIntroduced?: number
+  /**
    * Run as a keeper: serve the keeper protocol and keep the databases of the
    * peers allowed (see `KeeperServiceInit`). Used by `npx new-piece-please
    * keeper`; a keeper does not announce itself to the peers it meets.
    *
    * @default none (a regular peer)
    */
-  keeper?: Omit<KeeperServiceInit, 'timeout'>
+  keeper?: Omit<KeeperServiceInit, 'timeout' | 'usageStorage'>
   /**
    * Bring your own Helia node (with libp2p and a gossipsub service named
    * `pubsub`). It is started if needed but not stopped by `stop()`.
@@ -391,6 +400,10 @@ export interface NewPiecePleaseEvents {
   'keeper:introduced': CustomEvent<KeeperStatus>
   /** On a keeper: a kept user was dropped (over a quota as it grew, or denied); what was kept of it is closed and forgotten. */
   'keeper:dropped': CustomEvent<{ peerId: string, reason: 'over-quota' | 'not-allowed', message: string }>
+  /** On a keeper: what it keeps of a user changed (pieces, bytes), measured when the user registered or its databases changed. */
+  'keeper:kept': CustomEvent<KeptUser>
+  /** On a keeper: a kept user's databases were opened (a peer wants them, the user connected or registered) or closed (idle for `idleTimeout`). */
+  'keeper:activity': CustomEvent<{ peerId: string, open: boolean }>
   /** A link to a hub (the relay, a bootstrap peer) came up. */
   'hub:connected': CustomEvent<HubStatus>
   /** A link to a hub went down, or its first dial (after start or after a drop) failed (`failedDials`, `lastError`); it is dialed again with back-off and jitter. */
@@ -408,6 +421,8 @@ export interface KeeperStatus {
   refused?: string
   /** Companions recorded through its introductions since start. */
   introduced: number
+  /** Catalogs of its last list not taken: over `maxIntroduced` (the most recently updated are taken first). */
+  skipped: number
   /** Why the last request to it failed (a timeout, a dropped link). */
   lastError?: string
 }

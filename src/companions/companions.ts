@@ -36,6 +36,14 @@ export interface CompanionsInit {
    * @default MAX_COMPANIONS (256)
    */
   maxCompanions?: number
+  /**
+   * Open no replica at start: the owner of the companions (a keeper) opens
+   * them when they are wanted (`openReplicaOf`) and closes them when idle
+   * (`closeReplicaOf`). Default false.
+   */
+  lazy?: boolean
+  /** Replicas are bare logs, without documents (see `ReplicasInit.bare`). Default false. */
+  bare?: boolean
 }
 
 export interface CompanionsComponents extends NppComponents {
@@ -86,7 +94,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     this.init = init
     this.log = components.logger.forComponent('npp:companions')
     this.register = new CompanionRegister(components)
-    this.replicas = new Replicas(components, { memory: init.memory })
+    this.replicas = new Replicas(components, { memory: init.memory, bare: init.bare })
     this.verifier = new ProfileVerifier({ ...components, replicas: this.replicas })
     this.links = new CompanionLinks({ ...components, register: this.register }, init)
     this.convergence = new Convergence({
@@ -108,7 +116,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     await this.register.load()
     // replicas are local: opening them needs no network, even when the owner is away
     // a few at a time: each open takes several files, and a keeper may hold hundreds
-    await new PQueue({ concurrency: START_CONCURRENCY }).addAll(this.register.entries().map(([address, record]) => async () => {
+    await new PQueue({ concurrency: START_CONCURRENCY }).addAll((this.init.lazy === true ? [] : this.register.entries()).map(([address, record]) => async () => {
       try {
         const replica = await this.replicas.open(address, record, this.shutdown.signal)
         this.identities.set(address, identityOf(replica.db.access.write))
@@ -139,6 +147,25 @@ export class Companions implements Startable, AnnouncementVerifier {
 
   openReplicas (): Replica[] {
     return this.replicas.list()
+  }
+
+  /**
+   * Open the replica of the recorded companion whose user db is `address`
+   * (see `CompanionsInit.lazy`); undefined when it is not recorded. A failed
+   * open is logged and thrown.
+   */
+  async openReplicaOf (address: string, signal: AbortSignal): Promise<Replica | undefined> {
+    const record = this.register.get(address)
+    if (record == null) return undefined
+    const replica = await this.replicas.open(address, record, signal)
+    this.identities.set(address, identityOf(replica.db.access.write))
+    this.failures.delete(address)
+    return replica
+  }
+
+  /** Close the replica of the companion whose user db is `address`; its record stays. Idempotent. */
+  async closeReplicaOf (address: string): Promise<void> {
+    await this.replicas.close(address)
   }
 
   /** Companions whose replica could not be opened (at start), with why: `queryCatalog` reports them as failed sources. */
@@ -214,7 +241,9 @@ export class Companions implements Startable, AnnouncementVerifier {
       this.admit(id, from)
     }
     const verified = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal, admit)
-    const record: CompanionRecord = introducedBy == null ? verified : { ...verified, introducedBy }
+    // a companion met through a keeper stays so when it later announces itself directly
+    const introducer = introducedBy ?? (known?.nodeId === from ? known.introducedBy : undefined)
+    const record: CompanionRecord = introducer == null ? verified : { ...verified, introducedBy: introducer }
     try {
       // again: another peer of this identity may have been recorded meanwhile
       admit(identity)

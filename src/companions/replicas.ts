@@ -3,14 +3,14 @@
  * without the network, answers queries while its owner is away, and follows
  * the owner's catalog through OrbitDB's sync while they are connected.
  */
-import { Documents } from '@orbitdb/core'
+import { Documents, Database as LogDatabase } from '@orbitdb/core'
 import { readManifest } from './manifest.ts'
 import { raceSignal } from 'race-signal'
 import { CATALOG_TYPE } from '../catalog/catalog.ts'
 import { catalogFactory } from '../library/databases.ts'
 import type { Logger } from '@libp2p/interface'
 import type { NppComponents } from '../components.ts'
-import type { CatalogLike, OpenOptions, OrbitDBDatabase } from '../orbitdb/types.ts'
+import type { CatalogLike, DatabaseInit, OpenOptions, OrbitDBDatabase } from '../orbitdb/types.ts'
 import type { CompanionRecord, Piece } from '../types.ts'
 
 /** An open replica of a companion's catalog. */
@@ -22,12 +22,23 @@ export interface Replica {
   synced: boolean
   /** Resolves when `synced` becomes true. */
   whenSynced: Promise<void>
+  /** Opened as a bare log (`ReplicasInit.bare`): `db` has no documents to read. */
+  bare: boolean
 }
 
 export interface ReplicasInit {
   /** Keep catalog indexes in memory only (`storage: 'memory'`). */
   memory: boolean
+  /**
+   * Open replicas as bare logs: replicated, synced and served, with no
+   * document index in memory or on disk (a keeper never reads its
+   * replicas' documents). Default false.
+   */
+  bare?: boolean
 }
+
+/** A catalog as its log alone: OrbitDB's `Database` (log, access controller, sync), typed as a catalog. */
+const bareLog = (type: string) => async (init: DatabaseInit): Promise<OrbitDBDatabase> => ({ ...(await LogDatabase(init)), type })
 
 export type ReplicasComponents = Pick<NppComponents, 'helia' | 'open' | 'events' | 'logger'>
 
@@ -95,7 +106,8 @@ export class Replicas {
     if (existing != null) await this.close(address)
     // the manifest is local once the catalog was replicated, so reading it at restart needs no network
     type ??= (await readManifest(this.components.helia, record.pieces, signal)).type
-    const Database = type === CATALOG_TYPE ? catalogFactory(this.init.memory) : Documents({ indexBy: 'hash' })
+    const bare = this.init.bare === true
+    const Database = bare ? bareLog(type) : type === CATALOG_TYPE ? catalogFactory(this.init.memory) : Documents({ indexBy: 'hash' })
     const db = await this.openBounded<CatalogLike<Piece>>(record.pieces, { Database }, signal)
     let markSynced = (): void => {}
     const replica: Replica = {
@@ -103,7 +115,8 @@ export class Replicas {
       owner: record.nodeId,
       db,
       synced: false,
-      whenSynced: new Promise<void>(resolve => { markSynced = resolve })
+      whenSynced: new Promise<void>(resolve => { markSynced = resolve }),
+      bare
     }
     // 'join' is emitted once heads were exchanged with a peer and merged;
     // only the owner's count (another replicator may be behind)

@@ -15,16 +15,17 @@ import { KEEPER_PROTOCOL, encode, readRequest, type KeeperRefusal, type KeeperRe
 import { InvalidRemoteDataError, TimeoutError } from '../errors.ts'
 import { deadline } from '../utils/abort.ts'
 import { MAX_COMPANIONS } from '../constants.ts'
-import { KeyValue } from '@orbitdb/core'
+import { KeyValue, MemoryStorage } from '@orbitdb/core'
 import { Counters } from '../counters/counters.ts'
 import { isOrbitDBAddress } from '../utils/validate.ts'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
-import type { OrbitDBDatabase } from '../orbitdb/types.ts'
+import type { OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
 import type { Companion, ReplicaSync } from '../types.ts'
 import type { Replica } from '../companions/replicas.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { DocumentIndex } from '../catalog/doc-index.ts'
 
 /** Requests a keeper handles at once per connection (a peer needs two). */
 const MAX_INBOUND_STREAMS = 4
@@ -33,6 +34,8 @@ export const DEFAULT_MAX_BYTES_PER_USER = 64 * 1024 * 1024
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024 * 1024
 /** Addresses of a kept user handed out with an introduction. */
 const MAX_INTRODUCED_ADDRS = 8
+/** How long a kept user's databases stay open with nobody using them (ms). */
+export const DEFAULT_KEEPER_IDLE_TIMEOUT = 60_000
 
 /** What a keeper keeps of one user (`GET /catalogs`). */
 export interface KeptUser {
@@ -51,7 +54,20 @@ export interface KeptUser {
   lastUpdate: number
 }
 
-interface Usage { pieces: number, bytes: number, lastUpdate: number }
+interface Usage {
+  pieces: number
+  bytes: number
+  lastUpdate: number
+  /** The user's practice-counters database, once read from its profile (so its topic is known while it is closed). */
+  counters?: string
+}
+
+/** A kept user whose databases are open: since when nobody used them. */
+interface Active {
+  /** The catalog replica once it and the user's other databases are open. */
+  ready: Promise<Replica | undefined>
+  lastUsed: number
+}
 
 export interface KeeperServiceInit {
   /**
@@ -99,6 +115,21 @@ export interface KeeperServiceInit {
    * @default []
    */
   unlisted?: string[]
+  /**
+   * How long (ms) a kept user's databases stay open once nobody uses them:
+   * no peer subscribed to one of their topics and the user not connected.
+   * They open again when a peer subscribes, the user connects or registers.
+   *
+   * @default DEFAULT_KEEPER_IDLE_TIMEOUT (60000)
+   */
+  idleTimeout?: number
+  /**
+   * Where the usage of each kept user (pieces, bytes, last update) is kept
+   * between starts, so `kept()` needs no database open.
+   *
+   * @default in memory
+   */
+  usageStorage?: OrbitDBStorage
   /** Time limit (ms) for verifying a profile before answering. */
   timeout: number
 }
@@ -109,8 +140,21 @@ export interface KeeperServiceComponents extends Pick<NppComponents, 'libp2p' | 
     list(): Companion[]
     remove(peerId: string): Promise<void>
     openReplicas(): Replica[]
+    openReplicaOf(address: string, signal: AbortSignal): Promise<Replica | undefined>
+    closeReplicaOf(address: string): Promise<void>
     syncNow(replica: Replica, signal: AbortSignal): Promise<ReplicaSync>
   }
+}
+
+/** The documents of a catalog kept as a bare log, counted through a throwaway index. */
+async function countPieces (db: OrbitDBDatabase): Promise<number> {
+  const entries = []
+  for await (const entry of db.log.iterator()) entries.push(entry)
+  const index = new DocumentIndex([])
+  const changed = new Set<unknown>()
+  // the log iterates newest first; applied oldest first
+  for (let n = entries.length - 1; n >= 0; n--) index.apply(entries[n]!, changed as Set<any>)
+  return index.count()
 }
 
 /** A refusal as thrown inside the keeper, answered as `{ ok: false, error }`. */
@@ -131,12 +175,20 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly unlisted: Set<string>
   /** The user db and counters replicas held open for each kept user (the catalog's is the companions'), by peer id. */
   private readonly held = new Map<string, Promise<OrbitDBDatabase[]>>()
-  /** Measured usage per kept user, by peer id (recomputed after its databases change). */
+  /** Kept users whose databases are open now, by peer id (the others are on disk only). */
+  private readonly active = new Map<string, Active>()
+  /** Kept users whose databases are being closed, by peer id: an open waits for it. */
+  private readonly closing = new Map<string, Promise<void>>()
+  /** Topics (database addresses) of the kept users' databases, to their peer id. */
+  private readonly topics = new Map<string, string>()
+  /** Usage per kept user, by peer id (saved in `usageStorage`; recomputed after its databases change). */
   private readonly usage = new Map<string, Usage>()
   /** Usage recomputations under way, by peer id (one at a time each). */
   private readonly measuring = new Map<string, Promise<Usage>>()
   /** Users measured again once the current measurement ends. */
   private readonly remeasure = new Set<string>()
+  private usageStorage?: OrbitDBStorage
+  private sweeper?: ReturnType<typeof setInterval>
   private shutdown = new AbortController()
   private started = false
   /** Called when the allowlist or the unlisted set changes (see `onChange`). */
@@ -154,19 +206,169 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     if (this.started) return
     this.started = true
     this.shutdown = new AbortController()
-    // what was kept before a restart is served again at once (replicas are local)
-    for (const c of this.components.companions.list()) {
-      this.hold(c.nodeId, c.address).catch((err: unknown) => { if (this.started) this.log.error('could not keep %s again: %e', c.nodeId, err) })
-    }
-    await this.components.libp2p.handle(KEEPER_PROTOCOL, this.onStream, { maxInboundStreams: MAX_INBOUND_STREAMS })
+    // what was kept before a restart is on disk: nothing opens until it is wanted
+    this.usageStorage = this.init.usageStorage ?? await MemoryStorage()
+    await this.loadUsage()
+    this.indexTopics()
+    const { libp2p } = this.components
+    libp2p.services.pubsub.addEventListener('subscription-change', this.onSubscription)
+    libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    const idle = this.init.idleTimeout ?? DEFAULT_KEEPER_IDLE_TIMEOUT
+    this.sweeper = setInterval(() => { void this.sweep() }, Math.max(250, Math.min(idle / 4, 15_000)))
+    this.sweeper.unref?.()
+    await libp2p.handle(KEEPER_PROTOCOL, this.onStream, { maxInboundStreams: MAX_INBOUND_STREAMS })
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.shutdown.abort()
-    await this.components.libp2p.unhandle(KEEPER_PROTOCOL)
+    clearInterval(this.sweeper)
+    const { libp2p } = this.components
+    libp2p.services.pubsub.removeEventListener('subscription-change', this.onSubscription)
+    libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    await libp2p.unhandle(KEEPER_PROTOCOL)
+    await Promise.allSettled([...this.active.values()].map(async a => await a.ready))
+    await Promise.allSettled([...this.closing.values()])
+    this.active.clear()
+    // the catalog replicas close with the companions
     await Promise.all([...this.held.keys()].map(async peerId => { await this.release(peerId) }))
+  }
+
+  private async loadUsage (): Promise<void> {
+    this.usage.clear()
+    const kept = new Set(this.components.companions.list().map(c => c.nodeId))
+    for await (const [peerId, value] of this.usageStorage!.iterator()) {
+      try {
+        const usage = JSON.parse(new TextDecoder().decode(value)) as Usage
+        if (kept.has(peerId)) this.usage.set(peerId, usage)
+        else await this.usageStorage!.del(peerId)
+      } catch (err) {
+        this.log.error('the saved usage of %s is unreadable; it is measured again when its databases open: %e', peerId, err)
+      }
+    }
+  }
+
+  private async saveUsage (peerId: string): Promise<void> {
+    const usage = this.usage.get(peerId)
+    if (usage == null) await this.usageStorage?.del(peerId)
+    else await this.usageStorage?.put(peerId, new TextEncoder().encode(JSON.stringify(usage)))
+  }
+
+  /** Map the topics of every kept user's databases to the user. */
+  private indexTopics (): void {
+    this.topics.clear()
+    for (const c of this.components.companions.list()) {
+      this.topics.set(c.address, c.nodeId)
+      this.topics.set(c.pieces, c.nodeId)
+      const counters = this.usage.get(c.nodeId)?.counters
+      if (counters != null) this.topics.set(counters, c.nodeId)
+    }
+  }
+
+  /** The kept user whose database has the topic `topic`, if any. */
+  private ownerOf (topic: string): string | undefined {
+    const owner = this.topics.get(topic)
+    if (owner != null) return owner
+    // a user kept since the index was built
+    if (this.topics.size < 2 * this.components.companions.list().length) this.indexTopics()
+    return this.topics.get(topic)
+  }
+
+  private readonly onSubscription = (evt: CustomEvent<{ peerId: unknown, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    for (const { topic, subscribe } of evt.detail.subscriptions) {
+      if (!subscribe) continue
+      const owner = this.ownerOf(topic)
+      if (owner == null) continue
+      // a peer wants a kept user's database: open them, OrbitDB's sync does the rest
+      this.activate(owner).catch(() => {})
+    }
+  }
+
+  private readonly onPeerConnect = (evt: CustomEvent<unknown>): void => {
+    const peerId = String(evt.detail)
+    if (!this.usage.has(peerId) && !this.components.companions.list().some(c => c.nodeId === peerId)) return
+    // a kept user is back: bring its replica up to date with what it wrote meanwhile
+    this.activate(peerId).then(async replica => {
+      if (replica != null && this.started) await this.components.companions.syncNow(replica, this.shutdown.signal)
+    }).catch((err: unknown) => { if (this.started) this.log('could not sync %s, back online: %e', peerId, err) })
+  }
+
+  /**
+   * Open `peerId`'s catalog replica, user db and practice counters (once;
+   * each call counts as a use). Resolves to the catalog replica (undefined
+   * when `peerId` is not kept); rejects when they would not open (logged,
+   * and tried again at the next use).
+   */
+  private async activate (peerId: string): Promise<Replica | undefined> {
+    const known = this.active.get(peerId)
+    if (known != null) {
+      known.lastUsed = Date.now()
+      return await known.ready
+    }
+    const kept = this.components.companions.list().find(c => c.nodeId === peerId)
+    if (kept == null || !this.started) return undefined
+    const entry: Active = { lastUsed: Date.now(), ready: Promise.resolve(undefined) }
+    entry.ready = (async () => {
+      await this.closing.get(peerId)
+      const replica = await this.components.companions.openReplicaOf(kept.address, this.shutdown.signal)
+      await this.hold(peerId, kept.address)
+      this.log.trace('opened the databases of %s', peerId)
+      this.components.events.safeDispatchEvent('keeper:activity', { detail: { peerId, open: true } })
+      return replica
+    })()
+    this.active.set(peerId, entry)
+    entry.ready.catch((err: unknown) => {
+      if (this.active.get(peerId) === entry) this.active.delete(peerId)
+      if (this.started) this.log.error('could not open the databases of %s: %e', peerId, err)
+    })
+    return await entry.ready
+  }
+
+  /** Whether a kept user's databases are in use: the user connected, or a peer subscribed to one of their topics. */
+  private inUse (peerId: string): boolean {
+    const { libp2p } = this.components
+    if (this.measuring.has(peerId)) return true
+    try {
+      if (libp2p.getConnections(peerIdFromString(peerId)).length > 0) return true
+    } catch {}
+    for (const [topic, owner] of this.topics) {
+      if (owner === peerId && libp2p.services.pubsub.getSubscribers(topic).length > 0) return true
+    }
+    return false
+  }
+
+  /** Close the databases of kept users nobody used for `idleTimeout`. */
+  private async sweep (): Promise<void> {
+    const idle = this.init.idleTimeout ?? DEFAULT_KEEPER_IDLE_TIMEOUT
+    const now = Date.now()
+    for (const [peerId, entry] of this.active) {
+      if (!this.started) return
+      if (this.inUse(peerId)) entry.lastUsed = now
+      else if (now - entry.lastUsed >= idle) await this.deactivate(peerId)
+    }
+  }
+
+  /** Close `peerId`'s databases (they stay kept, on disk). */
+  private async deactivate (peerId: string): Promise<void> {
+    const entry = this.active.get(peerId)
+    if (entry == null) return
+    this.active.delete(peerId)
+    const address = this.components.companions.list().find(c => c.nodeId === peerId)?.address
+    const closing = (async () => {
+      await entry.ready.catch(() => {})
+      await this.measuring.get(peerId)?.catch(() => {})
+      await this.release(peerId)
+      if (address != null) await this.components.companions.closeReplicaOf(address)
+      this.log.trace('closed the databases of %s', peerId)
+      this.components.events.safeDispatchEvent('keeper:activity', { detail: { peerId, open: false } })
+    })()
+    this.closing.set(peerId, closing)
+    try {
+      await closing
+    } finally {
+      if (this.closing.get(peerId) === closing) this.closing.delete(peerId)
+    }
   }
 
   /**
@@ -174,14 +376,20 @@ export class KeeperService implements Startable, AnnouncementVerifier {
    * served to whoever opens them: an introduced profile is read from here).
    */
   private async hold (peerId: string, userDb: string): Promise<void> {
-    if (this.held.has(peerId)) return
+    if (this.held.has(peerId)) {
+      await this.held.get(peerId)
+      return
+    }
     const opening = (async () => {
       const dbs: OrbitDBDatabase[] = []
       try {
         const user = await this.components.open<any>(userDb, { Database: KeyValue() })
         dbs.push(user)
         const counters: unknown = await user.get('counters')
-        if (isOrbitDBAddress(counters)) dbs.push(await this.components.open<any>(counters, { Database: Counters() }))
+        if (isOrbitDBAddress(counters)) {
+          dbs.push(await this.components.open<any>(counters, { Database: Counters() }))
+          this.topics.set(counters, peerId)
+        }
       } catch (err) {
         this.log.error('could not hold the databases of %s: %e', peerId, err)
       }
@@ -192,7 +400,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     })()
     this.held.set(peerId, opening)
     await opening
-    await this.measure(peerId)
+    // measured when first kept; later, when its databases change
+    if (!this.usage.has(peerId)) await this.measure(peerId)
   }
 
   private replicaOf (peerId: string): Replica | undefined {
@@ -216,10 +425,21 @@ export class KeeperService implements Startable, AnnouncementVerifier {
           bytes += block?.byteLength ?? 0
         }
       }
-      const catalog = replica?.db as unknown as { count?: () => Promise<number>, all(): Promise<unknown[]> } | undefined
-      const pieces = catalog == null ? 0 : typeof catalog.count === 'function' ? await catalog.count() : (await catalog.all()).length
-      const usage = { pieces, bytes, lastUpdate: Date.now() }
+      const catalog = replica?.db as unknown as { count?: () => Promise<number>, all?: () => Promise<unknown[]> } | undefined
+      const pieces = replica == null
+        ? 0
+        : replica.bare
+          ? await countPieces(replica.db)
+          : typeof catalog?.count === 'function' ? await catalog.count() : (await catalog?.all?.() ?? []).length
+      const before = this.usage.get(peerId)
+      const same = before != null && before.bytes === bytes && before.pieces === pieces
+      // held: the user db, then the counters when the profile names them
+      const counters = (await this.held.get(peerId))?.[1]?.address ?? before?.counters
+      const usage: Usage = { pieces, bytes, lastUpdate: same ? before.lastUpdate : Date.now(), ...(counters != null ? { counters } : {}) }
       this.usage.set(peerId, usage)
+      if (!same || before?.counters !== usage.counters) await this.saveUsage(peerId)
+      const kept = same ? undefined : this.kept().find(k => k.peerId === peerId)
+      if (kept != null) this.components.events.safeDispatchEvent('keeper:kept', { detail: kept })
       return usage
     })().finally(() => {
       this.measuring.delete(peerId)
@@ -264,8 +484,11 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   }
 
   private async drop (peerId: string): Promise<void> {
+    await this.deactivate(peerId)
     await this.release(peerId)
     this.usage.delete(peerId)
+    await this.saveUsage(peerId)
+    for (const [topic, owner] of this.topics) if (owner === peerId) this.topics.delete(topic)
     await this.components.companions.remove(peerId)
   }
 
@@ -348,11 +571,15 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     })
   }
 
-  /** Replicas kept (user, catalog and counters databases) and the bytes of their entries (`/health`). */
-  storage (): { users: number, replicas: number, bytes: number } {
+  /**
+   * Replicas kept on disk (user, catalog and counters databases), the users
+   * whose databases are open now (`active`; the others open when wanted) and
+   * the bytes of their entries (`/health`).
+   */
+  storage (): { users: number, replicas: number, active: number, bytes: number } {
     let replicas = 0
-    for (const c of this.components.companions.list()) replicas += 1 + (this.usage.has(c.nodeId) ? 2 : 0)
-    return { users: this.components.companions.list().length, replicas, bytes: this.bytesKept() }
+    for (const c of this.components.companions.list()) replicas += this.usage.get(c.nodeId)?.counters != null ? 3 : 2
+    return { users: this.components.companions.list().length, replicas, active: this.active.size, bytes: this.bytesKept() }
   }
 
   /** Where a kept user was last seen listening (its identify-reported addresses). */
@@ -375,10 +602,10 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     const max = this.init.maxUsers ?? MAX_COMPANIONS
     if (kept.length >= max && !kept.some(c => c.nodeId === from)) throw new KeeperRefusalError('over-quota', `this keeper keeps ${max} users already`)
     await this.components.companions.verify(userDb, from, signal)
-    await this.hold(from, userDb)
+    // open (and so counted in use) while it registers: verification opened its catalog
+    const replica = await this.activate(from)
     // what the peer has now: its quota is checked on its latest catalog, and
     // a `registered` peer may go offline knowing the keeper has it all
-    const replica = this.replicaOf(from)
     if (replica != null) {
       const sync = await this.components.companions.syncNow(replica, signal)
       if (sync.state !== 'synced') throw new KeeperRefusalError('unavailable', `could not sync ${from}'s catalog: ${sync.error ?? sync.state}`)

@@ -46,7 +46,8 @@ export class CatalogQuery {
     // released when the query settles: the waits for a first sync end with it
     const done = new AbortController()
     for (const replica of companions.openReplicas()) {
-      if (seen.has(replica.address)) continue
+      // a keeper's replicas are logs without documents: it searches its own catalog only
+      if (seen.has(replica.address) || replica.bare) continue
       seen.add(replica.address)
       const online = connected.has(replica.owner)
       const sync = (): ReplicaSync => companions.syncState(replica)

@@ -16,6 +16,7 @@
  * (`legacy`), so nothing stored is lost or copied.
  */
 import { Level } from 'level'
+import { MemoryStorage } from '@orbitdb/core'
 import type { OrbitDBStorage } from '../orbitdb/types.ts'
 
 /** What a sublevel holds for its database. */
@@ -24,12 +25,16 @@ export type SharedStorageKind = 'heads' | 'index' | 'catalog'
 const SUFFIX: Record<SharedStorageKind, string> = { heads: 'h', index: 'i', catalog: 'c' }
 
 export interface SharedStorage {
+  /** On disk (LevelDB), or in memory for the life of the node. */
+  readonly persistent: boolean
   /**
    * The storage of `kind` for the database `address`: reads and writes its
    * sublevel; `close()` does nothing (the shared store closes with the stack)
    * and `clear()` clears that sublevel only (a dropped database).
    */
   storage(address: string, kind: SharedStorageKind): OrbitDBStorage
+  /** A storage of this node's own (not a database's) named `name`, as `storage` is. */
+  local(name: string): OrbitDBStorage
   /** Closes the store. Safe to call twice. */
   close(): Promise<void>
 }
@@ -44,27 +49,68 @@ export async function openSharedStorage (path: string): Promise<SharedStorage> {
   const db = new Level<string, Uint8Array>(path, { valueEncoding: 'view' })
   await db.open()
   let closed: Promise<void> | undefined
+  const storage = (name: string): OrbitDBStorage => {
+    // the same encodings as OrbitDB's LevelStorage: string keys, values as
+    // bytes ('view' encodes a non-byte value, such as the log index's
+    // `true`, as its text)
+    const sub = db.sublevel<string, Uint8Array>(name, { valueEncoding: 'view' })
+    return {
+      put: async (key: string, value: unknown) => { await sub.put(key, value as Uint8Array) },
+      get: async (key: string) => await sub.get(key) ?? undefined,
+      del: async (key: string) => { await sub.del(key) },
+      iterator: async function * ({ amount, reverse }: { amount?: number, reverse?: boolean } = {}) {
+        for await (const [key, value] of sub.iterator({ limit: amount ?? -1, reverse: reverse ?? false })) yield [key, value]
+      } as OrbitDBStorage['iterator'],
+      merge: async () => {},
+      clear: async () => { await sub.clear() },
+      close: async () => {}
+    }
+  }
   return {
-    storage (address, kind) {
-      // the same encodings as OrbitDB's LevelStorage: string keys, values as
-      // bytes ('view' encodes a non-byte value, such as the log index's
-      // `true`, as its text)
-      const sub = db.sublevel<string, Uint8Array>(sublevelName(address, kind), { valueEncoding: 'view' })
-      return {
-        put: async (key: string, value: unknown) => { await sub.put(key, value as Uint8Array) },
-        get: async (key: string) => await sub.get(key) ?? undefined,
-        del: async (key: string) => { await sub.del(key) },
-        iterator: async function * ({ amount, reverse }: { amount?: number, reverse?: boolean } = {}) {
-          for await (const [key, value] of sub.iterator({ limit: amount ?? -1, reverse: reverse ?? false })) yield [key, value]
-        } as OrbitDBStorage['iterator'],
-        merge: async () => {},
-        clear: async () => { await sub.clear() },
-        close: async () => {}
-      }
-    },
+    persistent: true,
+    storage: (address, kind) => storage(sublevelName(address, kind)),
+    // database sublevels end in '.h', '.i' or '.c'
+    local: (name) => storage(`npp-${name}`),
     async close () {
       closed ??= db.close()
       await closed
     }
+  }
+}
+
+/**
+ * The shared store of a node in memory (`storage: 'memory'`): one memory
+ * storage per database and kind, kept until the node stops, so a database
+ * closed and opened again (a keeper's idle replicas) keeps its heads and
+ * indexes, as on disk.
+ */
+export function memorySharedStorage (): SharedStorage {
+  const stores = new Map<string, OrbitDBStorage>()
+  const storage = (name: string): OrbitDBStorage => {
+    const store = (async () => {
+      let s = stores.get(name)
+      if (s == null) {
+        s = await MemoryStorage() as OrbitDBStorage
+        stores.set(name, s)
+      }
+      return s
+    })()
+    return {
+      put: async (key: string, value: unknown) => { await (await store).put(key, value) },
+      get: async (key: string) => await (await store).get(key),
+      del: async (key: string) => { await (await store).del(key) },
+      iterator: async function * () {
+        yield * (await store).iterator()
+      } as OrbitDBStorage['iterator'],
+      merge: async () => {},
+      clear: async () => { await (await store).clear() },
+      close: async () => {}
+    }
+  }
+  return {
+    persistent: false,
+    storage: (address, kind) => storage(sublevelName(address, kind)),
+    local: (name) => storage(`npp-${name}`),
+    async close () { stores.clear() }
   }
 }

@@ -19,7 +19,7 @@ import { platform } from '../platform/node.ts'
 import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { openOnce } from './open-once.ts'
-import { openSharedStorage, type SharedStorage } from './shared-storage.ts'
+import { openSharedStorage, memorySharedStorage, type SharedStorage } from './shared-storage.ts'
 import { EntryGuard } from '../orbitdb/entry-guard.ts'
 import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS, MAX_IDENTIFY_MESSAGE_BYTES } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
@@ -143,6 +143,12 @@ export interface Stack {
    * (`limitPeerWants`); undefined when the caller brought the Helia node.
    */
   bitswapWants?: BitswapWantStats
+  /**
+   * A storage of this node's own named `name` (not a database's): a
+   * sublevel of the shared store, or in memory (memory mode, or an OrbitDB
+   * the caller brought).
+   */
+  localStorage(name: string): Promise<OrbitDBStorage>
   close(): Promise<void>
 }
 
@@ -168,7 +174,11 @@ export async function createStack (init: StackInit): Promise<Stack> {
         if (wants != null) closers.push(async () => { wants?.stop() })
       }
       orbitdb = await createOrbit(helia, init, closers)
-      if (init.storage === 'persistent') {
+      if (init.storage === 'memory') {
+        // kept for the life of the node: a database closed and opened again keeps what it held
+        const store = shared = memorySharedStorage()
+        closers.splice(closers.length - 1, 0, async () => { await store.close() })
+      } else {
         const store = shared = await openSharedStorage(joinPath(init.directory, 'orbitdb', 'shared'))
         // closed after orbitdb.stop() has closed every database (closers run last first)
         closers.splice(closers.length - 1, 0, async () => { await store.close() })
@@ -208,7 +218,8 @@ export async function createStack (init: StackInit): Promise<Stack> {
       }
       // sync starts once the entry guard is in place: nothing from the network reaches it unchecked
       const db = await orbitdb.open<D>(address, { entryStorage, ...inSharedStorage(options, shared), sync: false })
-      if (!guarded.has(db)) {
+      const fresh = !guarded.has(db)
+      if (fresh) {
         guarded.add(db)
         guard.guard(db, closing.signal)
         db.events.on('error', (err: any) => { dbLog('%s: %s', db.address, err?.message ?? err) })
@@ -220,21 +231,60 @@ export async function createStack (init: StackInit): Promise<Stack> {
       } else {
         await entryStorage.close()
       }
-      if (options.sync !== false) await db.sync.start()
+      if (options.sync !== false) {
+        await db.sync.start()
+        if (fresh) exchangeWithSubscribers(libp2p, db, closing.signal)
+      }
       return db
     }),
     guard,
     bitswapWants: wants?.stats,
+    localStorage: async (name) => shared?.local(name) ?? await MemoryStorage(),
     async close () {
       await runClosers(closers)
     }
   }
 }
 
+/** Time allowed for a heads exchange `exchangeWithSubscribers` starts (ms). */
+const SUBSCRIBER_EXCHANGE_TIMEOUT = 10_000
+
+/**
+ * Exchange heads with every peer already subscribed to `db`'s topic when its
+ * sync started. OrbitDB exchanges heads when it sees a peer subscribe, and
+ * it subscribes before it registers its heads protocol: a peer that sees our
+ * subscription and dials at once can find no protocol yet
+ * (`UnsupportedProtocolError`), and OrbitDB skips it for good; a peer
+ * subscribed before us never subscribes again. A keeper opening a kept
+ * user's databases because a peer subscribed to them met exactly that: the
+ * peer never got the profile (test/integration/keeper.test.ts, "close once
+ * nobody uses them"). Our dial goes through the entry guard like OrbitDB's
+ * own (the heads that pass are handed to OrbitDB as updates); ours are sent
+ * as OrbitDB sends them. Failures are logged.
+ */
+function exchangeWithSubscribers (libp2p: NppLibp2p, db: OrbitDBDatabase, closing: AbortSignal): void {
+  for (const peer of libp2p.services.pubsub.getSubscribers(db.address)) {
+    void (async () => {
+      const signal = AbortSignal.any([closing, AbortSignal.timeout(SUBSCRIBER_EXCHANGE_TIMEOUT)])
+      const stream = await libp2p.dialProtocol(peer, `/orbitdb/heads${db.address}`, { signal })
+      try {
+        for (const head of await db.log.heads()) {
+          const bytes = await db.log.storage.get(head.hash) as Uint8Array | undefined
+          if (bytes != null) stream.send(bytes)
+        }
+        await stream.close({ signal })
+      } catch (err) {
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        throw err
+      }
+    })().catch((err: any) => { dbLog('%s: heads exchange with %s, subscribed before us: %s', db.address, peer.toString(), err?.message ?? err) })
+  }
+}
+
 /**
  * `options` whose `Database` keeps its heads, log index and catalog index in
  * `shared` (see shared-storage.ts), unless the caller gave storages, there is
- * no shared store (memory, or an OrbitDB the caller brought), or the
+ * no shared store (an OrbitDB the caller brought), or the
  * database was written before it (its own heads store exists: opened as
  * before, with OrbitDB's own stores).
  */
@@ -242,7 +292,7 @@ function inSharedStorage (options: OpenOptions, shared: SharedStorage | undefine
   const Database = options.Database as DatabaseFactory | undefined
   if (shared == null || Database == null || options.headsStorage != null || options.indexStorage != null) return options
   const factory: DatabaseFactory = async (init) => {
-    if (await platform.storeExists(orbitdbPath(orbitdbPath(init.directory ?? './orbitdb', `./${init.address}/`), '/log/_heads/'))) return await Database(init)
+    if (shared.persistent && await platform.storeExists(orbitdbPath(orbitdbPath(init.directory ?? './orbitdb', `./${init.address}/`), '/log/_heads/'))) return await Database(init)
     return await Database({
       ...init,
       headsStorage: await ComposedStorage(await LRUStorage({ size: 1000 }), shared.storage(init.address, 'heads')),

@@ -17,6 +17,12 @@ async function holds (who: NewPiecePlease, owner: string, instrument: string, co
   await until(who, 'catalog:update', async () => await n() === count, 20_000)
 }
 
+/** The keeper `keeper` keeps `count` pieces of `owner` (its replicas are bare logs: it does not search them). */
+async function keeps (keeper: NewPiecePlease, owner: string, count: number): Promise<void> {
+  const n = (): number | undefined => keeper.keeperService?.kept().find(k => k.peerId === owner)?.pieces
+  await until(keeper, 'keeper:kept', () => n() === count, 20_000)
+}
+
 describe('keepers', () => {
   it('A writes and goes offline; B starts afterwards and, through the keeper alone, finds A and searches A\'s latest catalog', async () => {
     const keeper = await peer({ username: 'keeper', keeper: { open: true } })
@@ -31,7 +37,7 @@ describe('keepers', () => {
       await a.addNewPiece('QmKept2', 'Oboe')
       await a.addNewPiece('QmKeptLatest', 'Oboe', { title: 'written last' })
       // the keeper holds all of it before A goes
-      await holds(keeper, aId, 'Oboe', 3)
+      await keeps(keeper, aId, 3)
       assert.deepEqual(a.keepers().map(k => [k.peerId, k.registered]), [[keeper.peerId, true]])
     } finally {
       await a.stop()
@@ -66,7 +72,7 @@ describe('keepers', () => {
     const a = await peer({ username: 'gus', keepers: [keeper.getMultiaddrs()[0]!] })
     await a.addNewPiece('QmQuota1', 'Viola')
     await nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId)
-    await holds(keeper, a.peerId, 'Viola', 1)
+    await keeps(keeper, a.peerId, 1)
     const dropped = nextEvent(keeper, 'keeper:dropped', d => d.peerId === a.peerId)
     await a.addNewPiece('QmQuota2', 'Viola')
     await a.addNewPiece('QmQuota3', 'Viola')
@@ -89,7 +95,7 @@ describe('keepers', () => {
     const both = Promise.all([k1.peerId, k2.peerId].map(async id => await nextEvent(a, 'keeper:registered', s => s.peerId === id)))
     await a.addNewPiece('QmTwice', 'Harp')
     await both
-    await Promise.all([holds(k1, a.peerId, 'Harp', 1), holds(k2, a.peerId, 'Harp', 1)])
+    await Promise.all([keeps(k1, a.peerId, 1), keeps(k2, a.peerId, 1)])
     await a.stop()
 
     // k1 goes away: B, configured with both, gets A's catalog from k2
@@ -101,13 +107,37 @@ describe('keepers', () => {
     // k1 restarts from its directory with A's replicas, while A is still away
     k1 = await createNewPiecePlease({ directory: dirK, listen: LOOPBACK, keeper: { open: true } })
     try {
-      assert.deepEqual(k1.keeperService?.kept().map(k => k.peerId), [a.peerId])
+      // what it keeps is known without opening anything: databases open when wanted
+      assert.deepEqual(k1.keeperService?.kept().map(k => [k.peerId, k.pieces]), [[a.peerId, 1]])
+      assert.equal(k1.keeperService?.storage().active, 0)
+      const opened = nextEvent(k1, 'keeper:activity', d => d.peerId === a.peerId && d.open, 20_000)
       const c = await peer({ username: 'jay', keepers: [k1.getMultiaddrs()[0]!] })
       await nextEvent(c, 'db:discovered', d => d.nodeId === a.peerId, 20_000)
+      await opened
       await holds(c, a.peerId, 'Harp', 1)
     } finally {
       await k1.stop()
     }
+  })
+
+  it('a kept user\'s databases close once nobody uses them, and open again when a peer wants them', async () => {
+    const keeper = await peer({ username: 'idle-keeper', keeper: { open: true, idleTimeout: 300 } })
+    const a = await peer({ username: 'kim', keepers: [keeper.getMultiaddrs()[0]!] })
+    await a.addNewPiece('QmIdle', 'Lute')
+    await nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId)
+    await keeps(keeper, a.peerId, 1)
+    assert.equal(keeper.keeperService?.storage().active, 1, 'open while A is connected')
+    const closed = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && !d.open, 20_000)
+    await a.stop()
+    await closed
+    assert.equal(keeper.keeperService?.storage().active, 0)
+    assert.deepEqual(keeper.keeperService?.kept().map(k => [k.peerId, k.pieces]), [[a.peerId, 1]], 'still kept, on disk')
+
+    // a newcomer introduced to A opens A's databases on the keeper, and gets the catalog
+    const opened = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && d.open, 20_000)
+    const b = await peer({ username: 'lee', keepers: [keeper.getMultiaddrs()[0]!] })
+    await opened
+    await holds(b, a.peerId, 'Lute', 1)
   })
 
   it('denies by default: a peer not on the allowlist is refused with a typed reason, and kept once allowed', async () => {
