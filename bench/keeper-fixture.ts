@@ -39,7 +39,8 @@ import { PIECES_DB, USER_DB, COUNTERS_DB } from '../src/constants.ts'
 import type { CompanionRecord } from '../src/types.ts'
 
 /** Bumped when what a fixture holds changes: older caches are not used. */
-const FIXTURE_VERSION = 1
+/** 2: databases in the shared store (src/stack/shared-storage.ts) */
+const FIXTURE_VERSION = 2
 /** Users written at once (the work is signing and encoding: 2 CPUs). */
 const CONCURRENCY = 4
 const INSTRUMENTS = ['Piano', 'Cello', 'Flute', 'Harp']
@@ -127,7 +128,7 @@ async function addUsers (directory: string, have: FixtureUser[], users: number, 
   const { helia, libp2p, orbitdb } = stack
   const own = await openOwnDatabases({ open: stack.open, orbitdb, libp2p }, { memory: false, username: 'keeper' })
   const list = [...have]
-  // a source tree whose stack keeps databases elsewhere (a prototype) says where through `withStorage`
+  // the users' databases are written by OrbitDBs of their own: stored where the keeper's stack keeps its databases
   const wrap = (options: any): any => (stack as any).withStorage?.(options) ?? options
   try {
     let next = have.length

@@ -140,7 +140,10 @@ if (init.role === 'keeper') {
   // replica that failed to open); the time is that of the last change
   let last = -1
   let changed = performance.now()
-  for (;;) {
+  // a keeper that opens what it keeps when wanted (`active` in its storage) opens nothing at start
+  const lazy = npp.keeperService?.storage().active != null
+  if (lazy) changed = ready
+  for (; !lazy;) {
     const replicas = npp.keeperService?.storage().replicas ?? 0
     if (replicas !== last) { last = replicas; changed = performance.now() }
     if (replicas >= 3 * init.users || performance.now() - changed > 10_000) break
@@ -186,9 +189,11 @@ if (init.role === 'keeper') {
   let refused: { at: number, reason: string, message: string } | undefined
   npp.addEventListener('keeper:registered', () => { registered ??= performance.now() })
   npp.addEventListener('keeper:refused', (evt) => { refused ??= { at: performance.now() - t0, reason: evt.detail.error.reason, message: evt.detail.error.message } })
-  const allIntroduced = new Promise<void>(resolve => {
-    npp.addEventListener('keeper:introduced', () => { introduced ??= performance.now(); resolve() })
-  })
+  // introductions are taken beside registration: done once both happened
+  const allIntroduced = Promise.all([
+    new Promise<void>(resolve => { npp.addEventListener('keeper:introduced', () => { introduced ??= performance.now(); resolve() }) }),
+    new Promise<void>(resolve => { npp.addEventListener('keeper:registered', () => { resolve() }) })
+  ])
   npp.addEventListener('db:discovered', (evt) => {
     if (firstDiscovered == null && prefixes[evt.detail.nodeId] != null) {
       firstDiscovered = { owner: evt.detail.nodeId, at: performance.now() }

@@ -149,6 +149,12 @@ export interface Stack {
    * the caller brought).
    */
   localStorage(name: string): Promise<OrbitDBStorage>
+  /**
+   * `options` for another OrbitDB instance on this stack's Helia (the keeper
+   * bench's fixture writes users' databases so) that store heads and indexes
+   * where this stack's `open` does.
+   */
+  withStorage(options: OpenOptions): OpenOptions
   close(): Promise<void>
 }
 
@@ -240,6 +246,7 @@ export async function createStack (init: StackInit): Promise<Stack> {
     guard,
     bitswapWants: wants?.stats,
     localStorage: async (name) => shared?.local(name) ?? await MemoryStorage(),
+    withStorage: (options) => inSharedStorage(options, shared),
     async close () {
       await runClosers(closers)
     }
