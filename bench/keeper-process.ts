@@ -99,7 +99,7 @@ async function fdReport (pid: number | 'self' = 'self'): Promise<{ total: number
                 ? 'datastore'
                 : /\/instance-lock\//.test(target)
                   ? 'instance lock'
-                  : /\/orbitdb\/shared\//.test(target) ? 'shared heads and indexes (prototype)' : undefined
+                  : /\/orbitdb\/shared\//.test(target) ? 'shared heads and indexes' : undefined
     if (store == null) {
       add(kinds, target.startsWith('/dev/') ? 'device' : 'other file')
       continue

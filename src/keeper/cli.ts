@@ -55,7 +55,7 @@ interface KeeperCliInit extends RelayInit, KeeperPolicy {
   keeperListen?: string[]
 }
 
-const KEEPER_CONFIG_KEYS = new Set([...RELAY_CONFIG_KEYS, 'dir', 'keeperListen', 'allow', 'open', 'maxUsers', 'maxPiecesPerUser', 'maxBytesPerUser', 'maxBytes'])
+const KEEPER_CONFIG_KEYS = new Set([...RELAY_CONFIG_KEYS, 'dir', 'keeperListen', 'allow', 'open', 'maxUsers', 'maxPiecesPerUser', 'maxBytesPerUser', 'maxBytes', 'idleTimeout'])
 
 const OPTIONS: ReadonlyArray<CliOption<KeeperCliInit>> = [
   { flag: '--dir', arg: '<path>', help: ['the keeper\'s directory: its peer id, the replicas it keeps, keeper.json', '(allowlist), admin-token and the relay\'s key (back it up while stopped)'], default: defaultDir, apply: (init, v) => { init.dir = v } },
@@ -65,6 +65,7 @@ const OPTIONS: ReadonlyArray<CliOption<KeeperCliInit>> = [
   { flag: '--max-pieces-per-user', arg: '<n>', help: ['pieces per user at most (a user who grows over is dropped)'], default: () => '100000', apply: (init, v) => { init.maxPiecesPerUser = Number(v) } },
   { flag: '--max-bytes-per-user', arg: '<n>', help: ['bytes of log entries per user at most'], default: () => '67108864 (64 MiB)', apply: (init, v) => { init.maxBytesPerUser = Number(v) } },
   { flag: '--max-bytes', arg: '<n>', help: ['bytes of log entries for all users together at most'], default: () => '4294967296 (4 GiB)', apply: (init, v) => { init.maxBytes = Number(v) } },
+  { flag: '--idle-timeout', arg: '<ms>', help: ['a kept user\'s databases close this long after their last use', '(they open again when a peer wants them)'], default: () => '60000', apply: (init, v) => { init.idleTimeout = Number(v) } },
   { flag: '--keeper-listen', arg: '<multiaddr,...>', help: ['the keeper node\'s listen addresses (TCP for Node peers, WebSockets for browsers)'], default: () => 'the relay\'s --listen addresses on free ports', apply: (init, v) => { init.keeperListen = list(v) } },
   ...relayOptions(() => '<dir>/relay.key') as Array<CliOption<KeeperCliInit>>,
   {
@@ -73,7 +74,7 @@ const OPTIONS: ReadonlyArray<CliOption<KeeperCliInit>> = [
     help: [
       'a JSON object with any of the relay\'s config keys (see new-piece-please relay --help)',
       'and dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser,',
-      'maxBytes; options after it override it (allow adds to it)'
+      'maxBytes, idleTimeout; options after it override it (allow adds to it)'
     ],
     default: () => 'none',
     apply: async (init, file) => {
@@ -128,8 +129,8 @@ export async function keeperMain (argv: readonly string[]): Promise<void> {
 }
 
 async function run (init: KeeperCliInit): Promise<void> {
-  const { dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, ...relay } = init
-  const serverInit: KeeperServerInit = { directory: dir ?? defaultDir(), relay, listen: keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes }
+  const { dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout, ...relay } = init
+  const serverInit: KeeperServerInit = { directory: dir ?? defaultDir(), relay, listen: keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout }
   const { createKeeperServer, openFilesWanted } = await import('./server.ts')
   // before starting: a start that runs out of file descriptors fails without saying why
   const limit = await openFileLimit()

@@ -36,6 +36,13 @@ export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024 * 1024
 const MAX_INTRODUCED_ADDRS = 8
 /** How long a kept user's databases stay open with nobody using them (ms). */
 export const DEFAULT_KEEPER_IDLE_TIMEOUT = 60_000
+/**
+ * Kept users one peer may have opened by subscribing to their topics (a
+ * newcomer checks at most `maxIntroduced`, 64 by default, introductions;
+ * its companions' replicas stay subscribed): a peer subscribing to every
+ * kept user's topics would otherwise open them all.
+ */
+export const MAX_OPENED_PER_PEER = 128
 
 /** What a keeper keeps of one user (`GET /catalogs`). */
 export interface KeptUser {
@@ -181,6 +188,10 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly closing = new Map<string, Promise<void>>()
   /** Topics (database addresses) of the kept users' databases, to their peer id. */
   private readonly topics = new Map<string, string>()
+  /** The topics of each kept user's databases, by peer id. */
+  private readonly topicsOf = new Map<string, string[]>()
+  /** The kept users each peer has opened by subscribing (while open), by the subscriber's peer id. */
+  private readonly openedBy = new Map<string, Set<string>>()
   /** Usage per kept user, by peer id (saved in `usageStorage`; recomputed after its databases change). */
   private readonly usage = new Map<string, Usage>()
   /** Usage recomputations under way, by peer id (one at a time each). */
@@ -231,6 +242,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     await Promise.allSettled([...this.active.values()].map(async a => await a.ready))
     await Promise.allSettled([...this.closing.values()])
     this.active.clear()
+    this.openedBy.clear()
     // the catalog replicas close with the companions
     await Promise.all([...this.held.keys()].map(async peerId => { await this.release(peerId) }))
   }
@@ -258,12 +270,18 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   /** Map the topics of every kept user's databases to the user. */
   private indexTopics (): void {
     this.topics.clear()
+    this.topicsOf.clear()
     for (const c of this.components.companions.list()) {
-      this.topics.set(c.address, c.nodeId)
-      this.topics.set(c.pieces, c.nodeId)
       const counters = this.usage.get(c.nodeId)?.counters
-      if (counters != null) this.topics.set(counters, c.nodeId)
+      for (const topic of [c.address, c.pieces, ...(counters != null ? [counters] : [])]) this.addTopic(c.nodeId, topic)
     }
+  }
+
+  private addTopic (peerId: string, topic: string): void {
+    this.topics.set(topic, peerId)
+    const of = this.topicsOf.get(peerId) ?? []
+    if (!of.includes(topic)) of.push(topic)
+    this.topicsOf.set(peerId, of)
   }
 
   /** The kept user whose database has the topic `topic`, if any. */
@@ -271,23 +289,38 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     const owner = this.topics.get(topic)
     if (owner != null) return owner
     // a user kept since the index was built
-    if (this.topics.size < 2 * this.components.companions.list().length) this.indexTopics()
+    if (this.topicsOf.size < this.components.companions.list().length) this.indexTopics()
     return this.topics.get(topic)
   }
 
   private readonly onSubscription = (evt: CustomEvent<{ peerId: unknown, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    const from = String(evt.detail.peerId)
     for (const { topic, subscribe } of evt.detail.subscriptions) {
       if (!subscribe) continue
       const owner = this.ownerOf(topic)
       if (owner == null) continue
-      // a peer wants a kept user's database: open them, OrbitDB's sync does the rest
+      // a peer wants a kept user's database: open them, OrbitDB's sync does
+      // the rest. Only for a peer this keeper serves (or a kept user), and
+      // a bounded number per peer: strangers open nothing
+      if (!this.serves(from) && !this.isKept(from)) continue
+      const opened = this.openedBy.get(from) ?? new Set<string>()
+      if (!opened.has(owner) && !this.active.has(owner) && opened.size >= MAX_OPENED_PER_PEER) {
+        if (opened.size === MAX_OPENED_PER_PEER) this.log('%s subscribed to more than %d kept users: not opening more for it', from, MAX_OPENED_PER_PEER)
+        continue
+      }
+      opened.add(owner)
+      this.openedBy.set(from, opened)
       this.activate(owner).catch(() => {})
     }
   }
 
+  private isKept (peerId: string): boolean {
+    return this.topicsOf.has(peerId) || this.usage.has(peerId)
+  }
+
   private readonly onPeerConnect = (evt: CustomEvent<unknown>): void => {
     const peerId = String(evt.detail)
-    if (!this.usage.has(peerId) && !this.components.companions.list().some(c => c.nodeId === peerId)) return
+    if (!this.isKept(peerId)) return
     // a kept user is back: bring its replica up to date with what it wrote meanwhile
     this.activate(peerId).then(async replica => {
       if (replica != null && this.started) await this.components.companions.syncNow(replica, this.shutdown.signal)
@@ -308,6 +341,9 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     }
     const kept = this.components.companions.list().find(c => c.nodeId === peerId)
     if (kept == null || !this.started) return undefined
+    // a user kept since the topics were indexed
+    this.addTopic(peerId, kept.address)
+    this.addTopic(peerId, kept.pieces)
     const entry: Active = { lastUsed: Date.now(), ready: Promise.resolve(undefined) }
     entry.ready = (async () => {
       await this.closing.get(peerId)
@@ -332,8 +368,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     try {
       if (libp2p.getConnections(peerIdFromString(peerId)).length > 0) return true
     } catch {}
-    for (const [topic, owner] of this.topics) {
-      if (owner === peerId && libp2p.services.pubsub.getSubscribers(topic).length > 0) return true
+    for (const topic of this.topicsOf.get(peerId) ?? []) {
+      if (libp2p.services.pubsub.getSubscribers(topic).length > 0) return true
     }
     return false
   }
@@ -364,6 +400,10 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       this.components.events.safeDispatchEvent('keeper:activity', { detail: { peerId, open: false } })
     })()
     this.closing.set(peerId, closing)
+    for (const [from, opened] of this.openedBy) {
+      opened.delete(peerId)
+      if (opened.size === 0) this.openedBy.delete(from)
+    }
     try {
       await closing
     } finally {
@@ -388,7 +428,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
         const counters: unknown = await user.get('counters')
         if (isOrbitDBAddress(counters)) {
           dbs.push(await this.components.open<any>(counters, { Database: Counters() }))
-          this.topics.set(counters, peerId)
+          this.addTopic(peerId, counters)
         }
       } catch (err) {
         this.log.error('could not hold the databases of %s: %e', peerId, err)
@@ -488,7 +528,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     await this.release(peerId)
     this.usage.delete(peerId)
     await this.saveUsage(peerId)
-    for (const [topic, owner] of this.topics) if (owner === peerId) this.topics.delete(topic)
+    for (const topic of this.topicsOf.get(peerId) ?? []) this.topics.delete(topic)
+    this.topicsOf.delete(peerId)
     await this.components.companions.remove(peerId)
   }
 

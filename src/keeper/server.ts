@@ -26,7 +26,7 @@ import { platform } from '../platform/node.ts'
 import { DEFAULT_PEERS_PER_ADDRESS, MAX_COMPANIONS } from '../constants.ts'
 import { describe } from '../errors.ts'
 import { logger } from '../utils/logger.ts'
-import { DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_USER, DEFAULT_MAX_PIECES_PER_USER, type KeeperService, type KeeperServiceInit } from './keeper.ts'
+import { DEFAULT_KEEPER_IDLE_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_USER, DEFAULT_MAX_PIECES_PER_USER, type KeeperService, type KeeperServiceInit } from './keeper.ts'
 import { KeeperConfigError } from './errors.ts'
 import { keeperHttp } from './http.ts'
 import { STATE_FILE_NAME, TOKEN_FILE_NAME, StateFile, canonicalPeerId, loadToken, readState } from './state.ts'
@@ -39,7 +39,7 @@ export const NODE_DIR_NAME = 'node'
 export const DEFAULT_KEEPER_USERNAME = 'keeper'
 
 /** Who the keeper serves and its quotas, as `KeeperServiceInit` has them (`allow` is added to the allowlist saved in `keeper.json`). */
-export type KeeperPolicy = Pick<KeeperServiceInit, 'allow' | 'open' | 'maxUsers' | 'maxPiecesPerUser' | 'maxBytesPerUser' | 'maxBytes'>
+export type KeeperPolicy = Pick<KeeperServiceInit, 'allow' | 'open' | 'maxUsers' | 'maxPiecesPerUser' | 'maxBytesPerUser' | 'maxBytes' | 'idleTimeout'>
 
 export interface KeeperServerInit extends KeeperPolicy {
   /** The folder holding everything the keeper keeps (created when missing). */
@@ -137,7 +137,8 @@ export async function createKeeperServer (init: KeeperServerInit): Promise<Keepe
     maxUsers: quota('maxUsers', init.maxUsers, MAX_COMPANIONS),
     maxPiecesPerUser: quota('maxPiecesPerUser', init.maxPiecesPerUser, DEFAULT_MAX_PIECES_PER_USER),
     maxBytesPerUser: quota('maxBytesPerUser', init.maxBytesPerUser, DEFAULT_MAX_BYTES_PER_USER),
-    maxBytes: quota('maxBytes', init.maxBytes, DEFAULT_MAX_BYTES)
+    maxBytes: quota('maxBytes', init.maxBytes, DEFAULT_MAX_BYTES),
+    idleTimeout: quota('idleTimeout', init.idleTimeout, DEFAULT_KEEPER_IDLE_TIMEOUT)
   }
   if (init.open !== undefined && typeof init.open !== 'boolean') throw new KeeperConfigError(`expected open to be true or false, got ${describe(init.open)}`)
   if (init.allow !== undefined && !Array.isArray(init.allow)) throw new KeeperConfigError(`expected allow to be an array of peer ids, got ${describe(init.allow)}`)

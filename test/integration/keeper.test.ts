@@ -140,6 +140,45 @@ describe('keepers', () => {
     await holds(b, a.peerId, 'Lute', 1)
   })
 
+  it('a peer the keeper does not serve opens nothing by subscribing to a kept user\'s topics', async () => {
+    const keeper = await peer({ username: 'guarded-keeper', keeper: { allow: [], idleTimeout: 300 } })
+    const a = await peer({ username: 'ola', keepers: [keeper.getMultiaddrs()[0]!] })
+    await nextEvent(a, 'keeper:refused', s => s.peerId === keeper.peerId)
+    keeper.keeperService?.allow(a.peerId)
+    const registered = nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId, 20_000)
+    await keeper.libp2p.hangUp(a.libp2p.peerId)
+    await registered
+    const userDb = a.databases.user.address
+    const catalog = a.databases.pieces.address
+    const closed = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && !d.open, 20_000)
+    await a.stop()
+    await closed
+
+    // a stranger links to the keeper and subscribes to A's profile
+    const stranger = await peer({ username: 'stranger' })
+    await stranger.libp2p.dial(keeper.libp2p.getMultiaddrs()[0]!)
+    const seen = (topic: string): Promise<number> => new Promise(resolve => {
+      // heard after the keeper's own listener (added at its start): what it did is done
+      const onChange = (evt: CustomEvent<{ peerId: unknown, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+        if (String(evt.detail.peerId) !== stranger.peerId || !evt.detail.subscriptions.some(s => s.topic === topic && s.subscribe)) return
+        keeper.libp2p.services.pubsub.removeEventListener('subscription-change', onChange)
+        resolve(keeper.keeperService?.storage().active ?? -1)
+      }
+      keeper.libp2p.services.pubsub.addEventListener('subscription-change', onChange)
+    })
+    const strangerSeen = seen(userDb)
+    stranger.libp2p.services.pubsub.subscribe(userDb)
+    assert.equal(await strangerSeen, 0, 'nothing opened for a peer the keeper does not serve')
+
+    // the same peer, once served, opens A's databases by subscribing
+    keeper.keeperService?.allow(stranger.peerId)
+    const opened = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && d.open, 20_000)
+    const servedSeen = seen(catalog)
+    stranger.libp2p.services.pubsub.subscribe(catalog)
+    assert.equal(await servedSeen, 1)
+    await opened
+  })
+
   it('denies by default: a peer not on the allowlist is refused with a typed reason, and kept once allowed', async () => {
     const keeper = await peer({ username: 'strict-keeper', keeper: { allow: [] } })
     const a = await peer({ username: 'cid', keepers: [keeper.getMultiaddrs()[0]!] })
