@@ -39,8 +39,8 @@ import { PIECES_DB, USER_DB, COUNTERS_DB } from '../src/constants.ts'
 import type { CompanionRecord } from '../src/types.ts'
 
 /** Bumped when what a fixture holds changes: older caches are not used. */
-/** 2: databases in the shared store (src/stack/shared-storage.ts) */
-const FIXTURE_VERSION = 2
+/** 2: databases in the shared store (src/stack/shared-storage.ts); 3: the keeper's saved usage of each user */
+const FIXTURE_VERSION = 3
 /** Users written at once (the work is signing and encoding: 2 CPUs). */
 const CONCURRENCY = 4
 const INSTRUMENTS = ['Piano', 'Cello', 'Flute', 'Harp']
@@ -128,13 +128,16 @@ async function addUsers (directory: string, have: FixtureUser[], users: number, 
   const { helia, libp2p, orbitdb } = stack
   const own = await openOwnDatabases({ open: stack.open, orbitdb, libp2p }, { memory: false, username: 'keeper' })
   const list = [...have]
+  // what a running keeper saves of each user (KeeperService, `keeper-usage`), so the keeper starts as it would after running
+  const usage = await stack.localStorage('keeper-usage')
   // the users' databases are written by OrbitDBs of their own: stored where the keeper's stack keeps its databases
   const wrap = (options: any): any => (stack as any).withStorage?.(options) ?? options
   try {
     let next = have.length
     const worker = async (): Promise<void> => {
       for (let n = next++; n < users; n = next++) {
-        const user = await writeUser(helia, join(directory, 'orbitdb'), n, pieces, wrap)
+        const { usage: used, ...user } = await writeUser(helia, join(directory, 'orbitdb'), n, pieces, wrap)
+        await usage.put(user.peerId, new TextEncoder().encode(JSON.stringify(used)))
         const record: CompanionRecord = { nodeId: user.peerId, pieces: user.catalog, username: `musician-${n}`, multiaddrs: [], lastSeen: Date.now() }
         await own.companions.put(user.userDb, record)
         list[n] = user
@@ -150,7 +153,7 @@ async function addUsers (directory: string, have: FixtureUser[], users: number, 
 }
 
 /** One user's three databases, written by its own OrbitDB identity on the keeper's Helia and closed again. */
-async function writeUser (helia: any, directory: string, n: number, pieces: number, wrap: (options: any) => any): Promise<FixtureUser> {
+async function writeUser (helia: any, directory: string, n: number, pieces: number, wrap: (options: any) => any): Promise<FixtureUser & { usage: { pieces: number, bytes: number, lastUpdate: number, counters: string } }> {
   const key = await generateKeyPair('Ed25519')
   const peerId = peerIdFromPrivateKey(key).toString()
   const keystore = await KeyStore({ storage: await MemoryStorage() })
@@ -170,7 +173,12 @@ async function writeUser (helia: any, directory: string, n: number, pieces: numb
     await user.put('counters', counters.address)
     await user.put('username', `musician-${n}`)
     await user.put(PROOF_KEY, await signProfile(key, peerId, user.address, orbit.identity.id))
-    const made = { peerId, userDb: user.address, catalog: catalog.address, prefix }
+    // as the keeper measures it: the bytes of every entry of the three logs
+    let bytes = 0
+    for (const db of [catalog, counters, user]) {
+      for await (const entry of db.log.iterator()) bytes += (await db.log.storage.get(entry.hash) as Uint8Array | undefined)?.byteLength ?? 0
+    }
+    const made = { peerId, userDb: user.address, catalog: catalog.address, prefix, usage: { pieces, bytes, lastUpdate: Date.now(), counters: counters.address } }
     await Promise.all([catalog.close(), counters.close(), user.close()])
     return made
   } finally {

@@ -35,6 +35,8 @@ export interface CompanionRecord {
   lastSeen: number
   /** The keeper that introduced it (peer id), for a companion met through a keeper rather than directly. */
   introducedBy?: string
+  /** The OrbitDB identity that writes its catalog (as verified), recorded so one identity stays one companion while its replica is closed. */
+  identity?: string
 }
 
 /** A companion as returned by `getCompanions()`. */

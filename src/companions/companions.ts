@@ -114,6 +114,11 @@ export class Companions implements Startable, AnnouncementVerifier {
     if (this.started) return
     this.started = true
     await this.register.load()
+    // known without opening anything (a keeper opens its replicas when wanted):
+    // one companion per identity holds for those too
+    for (const [address, record] of this.register.entries()) {
+      if (typeof record.identity === 'string') this.identities.set(address, record.identity)
+    }
     // replicas are local: opening them needs no network, even when the owner is away
     // a few at a time: each open takes several files, and a keeper may hold hundreds
     await new PQueue({ concurrency: START_CONCURRENCY }).addAll((this.init.lazy === true ? [] : this.register.entries()).map(([address, record]) => async () => {
@@ -243,7 +248,7 @@ export class Companions implements Startable, AnnouncementVerifier {
     const verified = await this.verifier.verify(userDb, from, this.links.addressesOf(from), signal, admit)
     // a companion met through a keeper stays so when it later announces itself directly
     const introducer = introducedBy ?? (known?.nodeId === from ? known.introducedBy : undefined)
-    const record: CompanionRecord = introducer == null ? verified : { ...verified, introducedBy: introducer }
+    const record: CompanionRecord = { ...verified, ...(introducer != null ? { introducedBy: introducer } : {}), identity }
     try {
       // again: another peer of this identity may have been recorded meanwhile
       admit(identity)

@@ -67,5 +67,5 @@ export function isCompanionRecord (value: unknown): value is CompanionRecord {
   const r = value as CompanionRecord
   return r != null && isPeerIdString(r.nodeId) && isOrbitDBAddress(r.pieces) &&
     typeof r.username === 'string' && Array.isArray(r.multiaddrs) && r.multiaddrs.every(a => typeof a === 'string') &&
-    typeof r.lastSeen === 'number'
+    typeof r.lastSeen === 'number' && (r.identity === undefined || typeof r.identity === 'string')
 }

@@ -26,6 +26,8 @@ import type { Companion, ReplicaSync } from '../types.ts'
 import type { Replica } from '../companions/replicas.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { DocumentIndex } from '../catalog/doc-index.ts'
+import { positiveInteger } from '../utils/validate.ts'
+import PQueue from 'p-queue'
 
 /** Requests a keeper handles at once per connection (a peer needs two). */
 const MAX_INBOUND_STREAMS = 4
@@ -43,6 +45,14 @@ export const DEFAULT_KEEPER_IDLE_TIMEOUT = 60_000
  * kept user's topics would otherwise open them all.
  */
 export const MAX_OPENED_PER_PEER = 128
+/**
+ * Kept users open at once because peers wanted them; past it the least
+ * recently used one nobody uses is closed first, and none opens while all
+ * are in use (a registering user always opens). About 0.8 MB each.
+ */
+export const MAX_OPEN_USERS = 512
+/** Kept users whose usage is unknown (a keeper upgraded from before it was saved) measured at once after start. */
+const MEASURE_CONCURRENCY = 4
 
 /** What a keeper keeps of one user (`GET /catalogs`). */
 export interface KeptUser {
@@ -192,6 +202,12 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly topicsOf = new Map<string, string[]>()
   /** The kept users each peer has opened by subscribing (while open), by the subscriber's peer id. */
   private readonly openedBy = new Map<string, Set<string>>()
+  /** Peers told (in the log) that they hit `MAX_OPENED_PER_PEER`. */
+  private readonly capped = new Set<string>()
+  /** Kept users being dropped: nothing opens them again. */
+  private readonly dropping = new Set<string>()
+  /** Measures kept users whose usage is unknown, a few at a time. */
+  private measureQueue = new PQueue({ concurrency: MEASURE_CONCURRENCY })
   /** Usage per kept user, by peer id (saved in `usageStorage`; recomputed after its databases change). */
   private readonly usage = new Map<string, Usage>()
   /** Usage recomputations under way, by peer id (one at a time each). */
@@ -211,6 +227,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     this.log = components.logger.forComponent('npp:keeper')
     this.allowed = new Set(init.allow ?? [])
     this.unlisted = new Set(init.unlisted ?? [])
+    positiveInteger('keeper.idleTimeout', init.idleTimeout, DEFAULT_KEEPER_IDLE_TIMEOUT)
   }
 
   async start (): Promise<void> {
@@ -228,12 +245,33 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     this.sweeper = setInterval(() => { void this.sweep() }, Math.max(250, Math.min(idle / 4, 15_000)))
     this.sweeper.unref?.()
     await libp2p.handle(KEEPER_PROTOCOL, this.onStream, { maxInboundStreams: MAX_INBOUND_STREAMS })
+    // kept before usage was saved (an upgraded keeper): measured in the
+    // background, each opened and closed again; the total quota counts
+    // them at the per-user maximum until then
+    this.measureQueue = new PQueue({ concurrency: MEASURE_CONCURRENCY })
+    for (const c of this.components.companions.list()) {
+      if (this.usage.has(c.nodeId)) continue
+      this.measureQueue.add(async () => { await this.measureIdle(c.nodeId) }).catch((err: unknown) => {
+        if (this.started) this.log.error('could not measure what is kept of %s: %e', c.nodeId, err)
+      })
+    }
+  }
+
+  /** Open `peerId`'s databases to measure them, and close them again unless someone uses them. */
+  private async measureIdle (peerId: string): Promise<void> {
+    if (!this.started || this.usage.has(peerId)) return
+    const wasOpen = this.active.has(peerId)
+    await this.activate(peerId, true)
+    // outside the activation: dropping a user waits for its activation
+    await this.enforce(peerId)
+    if (!wasOpen && this.started && this.active.has(peerId) && !this.inUse(peerId)) await this.deactivate(peerId)
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.shutdown.abort()
+    this.measureQueue.clear()
     clearInterval(this.sweeper)
     const { libp2p } = this.components
     libp2p.services.pubsub.removeEventListener('subscription-change', this.onSubscription)
@@ -243,6 +281,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     await Promise.allSettled([...this.closing.values()])
     this.active.clear()
     this.openedBy.clear()
+    this.capped.clear()
     // the catalog replicas close with the companions
     await Promise.all([...this.held.keys()].map(async peerId => { await this.release(peerId) }))
   }
@@ -305,7 +344,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       if (!this.serves(from) && !this.isKept(from)) continue
       const opened = this.openedBy.get(from) ?? new Set<string>()
       if (!opened.has(owner) && !this.active.has(owner) && opened.size >= MAX_OPENED_PER_PEER) {
-        if (opened.size === MAX_OPENED_PER_PEER) this.log('%s subscribed to more than %d kept users: not opening more for it', from, MAX_OPENED_PER_PEER)
+        if (!this.capped.has(from)) this.log('%s subscribed to more than %d kept users: not opening more for it', from, MAX_OPENED_PER_PEER)
+        this.capped.add(from)
         continue
       }
       opened.add(owner)
@@ -333,20 +373,27 @@ export class KeeperService implements Startable, AnnouncementVerifier {
    * when `peerId` is not kept); rejects when they would not open (logged,
    * and tried again at the next use).
    */
-  private async activate (peerId: string): Promise<Replica | undefined> {
+  private async activate (peerId: string, required = false): Promise<Replica | undefined> {
     const known = this.active.get(peerId)
     if (known != null) {
       known.lastUsed = Date.now()
-      return await known.ready
+      await known.ready
+      // the replica may have been replaced since (a new catalog address)
+      return this.replicaOf(peerId)
     }
     const kept = this.components.companions.list().find(c => c.nodeId === peerId)
-    if (kept == null || !this.started) return undefined
+    if (kept == null || !this.started || this.dropping.has(peerId)) return undefined
+    if (this.active.size >= MAX_OPEN_USERS && !this.makeRoom() && !required) {
+      this.log('%d kept users open and all in use: not opening %s', this.active.size, peerId)
+      return undefined
+    }
     // a user kept since the topics were indexed
     this.addTopic(peerId, kept.address)
     this.addTopic(peerId, kept.pieces)
     const entry: Active = { lastUsed: Date.now(), ready: Promise.resolve(undefined) }
     entry.ready = (async () => {
       await this.closing.get(peerId)
+      if (this.dropping.has(peerId) || !this.isKept(peerId)) throw new Error(`${peerId} is no longer kept`)
       const replica = await this.components.companions.openReplicaOf(kept.address, this.shutdown.signal)
       await this.hold(peerId, kept.address)
       this.log.trace('opened the databases of %s', peerId)
@@ -361,7 +408,11 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     return await entry.ready
   }
 
-  /** Whether a kept user's databases are in use: the user connected, or a peer subscribed to one of their topics. */
+  /**
+   * Whether a kept user's databases are in use: the user connected, or a
+   * peer this keeper serves (or a kept user) subscribed to one of their
+   * topics (a stranger's subscription keeps nothing open).
+   */
   private inUse (peerId: string): boolean {
     const { libp2p } = this.components
     if (this.measuring.has(peerId)) return true
@@ -369,9 +420,20 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       if (libp2p.getConnections(peerIdFromString(peerId)).length > 0) return true
     } catch {}
     for (const topic of this.topicsOf.get(peerId) ?? []) {
-      if (libp2p.services.pubsub.getSubscribers(topic).length > 0) return true
+      if (libp2p.services.pubsub.getSubscribers(topic).some(p => this.serves(p.toString()) || this.isKept(p.toString()))) return true
     }
     return false
+  }
+
+  /** Close the least recently used open user nobody uses (at `MAX_OPEN_USERS`); false when all are in use. */
+  private makeRoom (): boolean {
+    let oldest: [string, Active] | undefined
+    for (const entry of this.active) {
+      if ((oldest == null || entry[1].lastUsed < oldest[1].lastUsed) && !this.inUse(entry[0])) oldest = entry
+    }
+    if (oldest == null) return false
+    void this.deactivate(oldest[0])
+    return true
   }
 
   /** Close the databases of kept users nobody used for `idleTimeout`. */
@@ -476,6 +538,8 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       // held: the user db, then the counters when the profile names them
       const counters = (await this.held.get(peerId))?.[1]?.address ?? before?.counters
       const usage: Usage = { pieces, bytes, lastUpdate: same ? before.lastUpdate : Date.now(), ...(counters != null ? { counters } : {}) }
+      // dropped meanwhile: nothing to record
+      if (this.dropping.has(peerId) || !this.components.companions.list().some(c => c.nodeId === peerId)) return usage
       this.usage.set(peerId, usage)
       if (!same || before?.counters !== usage.counters) await this.saveUsage(peerId)
       const kept = same ? undefined : this.kept().find(k => k.peerId === peerId)
@@ -501,7 +565,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private async enforce (peerId: string): Promise<void> {
     const usage = this.usage.get(peerId)
     const over = usage == null ? undefined : this.overQuota(usage)
-    if (over == null || !this.started) return
+    if (over == null || !this.started || this.dropping.has(peerId)) return
     this.log.error('no longer keeping %s: %s', peerId, over)
     await this.drop(peerId)
     this.components.events.safeDispatchEvent('keeper:dropped', { detail: { peerId, reason: 'over-quota', message: over } })
@@ -516,21 +580,29 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     return undefined
   }
 
-  /** Bytes kept for every user but `except`. */
+  /** Bytes kept for every user but `except`; a user not measured yet counts at the per-user maximum. */
   private bytesKept (except?: string): number {
     let total = 0
-    for (const [peerId, u] of this.usage) if (peerId !== except) total += u.bytes
+    for (const c of this.components.companions.list()) {
+      if (c.nodeId === except) continue
+      total += this.usage.get(c.nodeId)?.bytes ?? (this.init.maxBytesPerUser ?? DEFAULT_MAX_BYTES_PER_USER)
+    }
     return total
   }
 
   private async drop (peerId: string): Promise<void> {
-    await this.deactivate(peerId)
-    await this.release(peerId)
-    this.usage.delete(peerId)
-    await this.saveUsage(peerId)
-    for (const topic of this.topicsOf.get(peerId) ?? []) this.topics.delete(topic)
-    this.topicsOf.delete(peerId)
-    await this.components.companions.remove(peerId)
+    this.dropping.add(peerId)
+    try {
+      await this.deactivate(peerId)
+      await this.release(peerId)
+      this.usage.delete(peerId)
+      await this.saveUsage(peerId)
+      for (const topic of this.topicsOf.get(peerId) ?? []) this.topics.delete(topic)
+      this.topicsOf.delete(peerId)
+      await this.components.companions.remove(peerId)
+    } finally {
+      this.dropping.delete(peerId)
+    }
   }
 
   private async release (peerId: string): Promise<void> {
@@ -614,13 +686,22 @@ export class KeeperService implements Startable, AnnouncementVerifier {
 
   /**
    * Replicas kept on disk (user, catalog and counters databases), the users
-   * whose databases are open now (`active`; the others open when wanted) and
-   * the bytes of their entries (`/health`).
+   * whose databases are open now (`active`; the others open when wanted),
+   * the bytes of their entries, and the users not measured yet
+   * (`unmeasured`: kept before usage was saved, measured after start) (`/health`).
    */
-  storage (): { users: number, replicas: number, active: number, bytes: number } {
+  storage (): { users: number, replicas: number, active: number, bytes: number, unmeasured: number } {
     let replicas = 0
-    for (const c of this.components.companions.list()) replicas += this.usage.get(c.nodeId)?.counters != null ? 3 : 2
-    return { users: this.components.companions.list().length, replicas, active: this.active.size, bytes: this.bytesKept() }
+    let bytes = 0
+    let unmeasured = 0
+    const users = this.components.companions.list()
+    for (const c of users) {
+      const usage = this.usage.get(c.nodeId)
+      replicas += usage?.counters != null ? 3 : 2
+      if (usage == null) unmeasured++
+      else bytes += usage.bytes
+    }
+    return { users: users.length, replicas, active: this.active.size, bytes, unmeasured }
   }
 
   /** Where a kept user was last seen listening (its identify-reported addresses). */

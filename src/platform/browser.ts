@@ -83,11 +83,34 @@ export const platform: PlatformDefaults = {
   },
   // browser-level names its IndexedDB database 'level-js-' + the path
   storeExists: async (path) => {
-    const databases = (globalThis.indexedDB as any)?.databases
-    if (typeof databases !== 'function') return false
-    const names = await listDatabases()
-    return names.has(`level-js-${path}`)
+    const idb = globalThis.indexedDB as any
+    if (idb == null) return false
+    const name = `level-js-${path}`
+    if (typeof idb.databases === 'function') return (await listDatabases()).has(name)
+    return await openedBefore(idb, name)
   }
+}
+
+/**
+ * Whether the IndexedDB database `name` exists, where `indexedDB.databases()`
+ * is missing (Firefox before 126): opening it asks for an upgrade from
+ * version 0 only when it does not, and that upgrade is aborted, so nothing
+ * is created.
+ */
+async function openedBefore (idb: any, name: string): Promise<boolean> {
+  return await new Promise<boolean>(resolve => {
+    const request = idb.open(name)
+    request.onupgradeneeded = (evt: { oldVersion: number }) => {
+      if (evt.oldVersion === 0) {
+        resolve(false)
+        request.transaction?.abort()
+      }
+    }
+    request.onsuccess = () => { request.result?.close(); resolve(true) }
+    // the aborted upgrade fails the request: expected, not an error of the page
+    request.onerror = (evt: { preventDefault?: () => void }) => { evt.preventDefault?.(); resolve(false) }
+    request.onblocked = () => { resolve(true) }
+  })
 }
 
 let known: Promise<Set<string>> | undefined

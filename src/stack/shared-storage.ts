@@ -35,6 +35,8 @@ export interface SharedStorage {
   storage(address: string, kind: SharedStorageKind): OrbitDBStorage
   /** A storage of this node's own (not a database's) named `name`, as `storage` is. */
   local(name: string): OrbitDBStorage
+  /** Whether the sublevel of `kind` for `address` holds anything (the database was written here). */
+  holds(address: string, kind: SharedStorageKind): Promise<boolean>
   /** Closes the store. Safe to call twice. */
   close(): Promise<void>
 }
@@ -71,6 +73,7 @@ export async function openSharedStorage (path: string): Promise<SharedStorage> {
     storage: (address, kind) => storage(sublevelName(address, kind)),
     // database sublevels end in '.h', '.i' or '.c'
     local: (name) => storage(`npp-${name}`),
+    holds: async (address, kind) => (await db.sublevel<string, Uint8Array>(sublevelName(address, kind), { valueEncoding: 'view' }).keys({ limit: 1 }).all()).length > 0,
     async close () {
       closed ??= db.close()
       await closed
@@ -85,16 +88,14 @@ export async function openSharedStorage (path: string): Promise<SharedStorage> {
  * indexes, as on disk.
  */
 export function memorySharedStorage (): SharedStorage {
-  const stores = new Map<string, OrbitDBStorage>()
+  const stores = new Map<string, Promise<OrbitDBStorage>>()
   const storage = (name: string): OrbitDBStorage => {
-    const store = (async () => {
-      let s = stores.get(name)
-      if (s == null) {
-        s = await MemoryStorage() as OrbitDBStorage
-        stores.set(name, s)
-      }
-      return s
-    })()
+    // set at once: two storages of one name share one store
+    let store = stores.get(name)
+    if (store == null) {
+      store = MemoryStorage() as Promise<OrbitDBStorage>
+      stores.set(name, store)
+    }
     return {
       put: async (key: string, value: unknown) => { await (await store).put(key, value) },
       get: async (key: string) => await (await store).get(key),
@@ -111,6 +112,7 @@ export function memorySharedStorage (): SharedStorage {
     persistent: false,
     storage: (address, kind) => storage(sublevelName(address, kind)),
     local: (name) => storage(`npp-${name}`),
+    holds: async (address, kind) => stores.has(sublevelName(address, kind)),
     async close () { stores.clear() }
   }
 }

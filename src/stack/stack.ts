@@ -299,7 +299,8 @@ function inSharedStorage (options: OpenOptions, shared: SharedStorage | undefine
   const Database = options.Database as DatabaseFactory | undefined
   if (shared == null || Database == null || options.headsStorage != null || options.indexStorage != null) return options
   const factory: DatabaseFactory = async (init) => {
-    if (shared.persistent && await platform.storeExists(orbitdbPath(orbitdbPath(init.directory ?? './orbitdb', `./${init.address}/`), '/log/_heads/'))) return await Database(init)
+    // written before the shared store: its own stores (unless it was written here since)
+    if (shared.persistent && !(await shared.holds(init.address, 'heads')) && await platform.storeExists(orbitdbPath(orbitdbPath(init.directory ?? './orbitdb', `./${init.address}/`), '/log/_heads/'))) return await Database(init)
     return await Database({
       ...init,
       headsStorage: await ComposedStorage(await LRUStorage({ size: 1000 }), shared.storage(init.address, 'heads')),

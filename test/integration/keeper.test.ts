@@ -10,6 +10,8 @@ import { createNewPiecePlease, KeeperRefusedError, type NewPiecePlease } from '.
 import { LOOPBACK } from '../helpers/peers.ts'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { Level } from 'level'
 
 /** `who` holds `count` pieces of `owner` played on `instrument` (in its replica, or its own catalog). */
 async function holds (who: NewPiecePlease, owner: string, instrument: string, count: number): Promise<void> {
@@ -140,7 +142,7 @@ describe('keepers', () => {
     await holds(b, a.peerId, 'Lute', 1)
   })
 
-  it('a peer the keeper does not serve opens nothing by subscribing to a kept user\'s topics', async () => {
+  it('a peer the keeper does not serve opens nothing by subscribing to a kept user\'s topics, nor keeps them open', async () => {
     const keeper = await peer({ username: 'guarded-keeper', keeper: { allow: [], idleTimeout: 300 } })
     const a = await peer({ username: 'ola', keepers: [keeper.getMultiaddrs()[0]!] })
     await nextEvent(a, 'keeper:refused', s => s.peerId === keeper.peerId)
@@ -157,10 +159,10 @@ describe('keepers', () => {
     // a stranger links to the keeper and subscribes to A's profile
     const stranger = await peer({ username: 'stranger' })
     await stranger.libp2p.dial(keeper.libp2p.getMultiaddrs()[0]!)
-    const seen = (topic: string): Promise<number> => new Promise(resolve => {
+    const seen = (topic: string, from = stranger.peerId): Promise<number> => new Promise(resolve => {
       // heard after the keeper's own listener (added at its start): what it did is done
       const onChange = (evt: CustomEvent<{ peerId: unknown, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-        if (String(evt.detail.peerId) !== stranger.peerId || !evt.detail.subscriptions.some(s => s.topic === topic && s.subscribe)) return
+        if (String(evt.detail.peerId) !== from || !evt.detail.subscriptions.some(s => s.topic === topic && s.subscribe)) return
         keeper.libp2p.services.pubsub.removeEventListener('subscription-change', onChange)
         resolve(keeper.keeperService?.storage().active ?? -1)
       }
@@ -170,13 +172,48 @@ describe('keepers', () => {
     stranger.libp2p.services.pubsub.subscribe(userDb)
     assert.equal(await strangerSeen, 0, 'nothing opened for a peer the keeper does not serve')
 
-    // the same peer, once served, opens A's databases by subscribing
-    keeper.keeperService?.allow(stranger.peerId)
+    // a peer it serves opens A's databases by subscribing
+    const friend = await peer({ username: 'friend' })
+    keeper.keeperService?.allow(friend.peerId)
+    await friend.libp2p.dial(keeper.libp2p.getMultiaddrs()[0]!)
     const opened = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && d.open, 20_000)
-    const servedSeen = seen(catalog)
-    stranger.libp2p.services.pubsub.subscribe(catalog)
-    assert.equal(await servedSeen, 1)
+    const friendSeen = seen(catalog, friend.peerId)
+    friend.libp2p.services.pubsub.subscribe(catalog)
+    assert.equal(await friendSeen, 1)
     await opened
+    // and once it leaves they close, the stranger's subscription keeping nothing open
+    const closedAgain = nextEvent(keeper, 'keeper:activity', d => d.peerId === a.peerId && !d.open, 20_000)
+    friend.libp2p.services.pubsub.unsubscribe(catalog)
+    await closedAgain
+    assert.deepEqual(keeper.libp2p.services.pubsub.getSubscribers(userDb).map(String), [stranger.peerId], 'the stranger is still subscribed')
+  })
+
+  it('a keeper without saved usage (kept before it was saved) measures its users after start and closes them again', async () => {
+    const dirK = await tempDir()
+    let k = await createNewPiecePlease({ directory: dirK, listen: LOOPBACK, keeper: { open: true } })
+    const a = await peer({ username: 'uma', keepers: [k.getMultiaddrs()[0]!] })
+    await a.addNewPiece('QmUpgrade1', 'Sitar')
+    await a.addNewPiece('QmUpgrade2', 'Sitar')
+    await keeps(k, a.peerId, 2)
+    await a.stop()
+    await k.stop()
+    // what a keeper from before left: no usage saved
+    const level = new Level(join(dirK, 'orbitdb', 'shared'))
+    await level.open()
+    await level.sublevel('npp-keeper-usage').clear()
+    await level.close()
+
+    k = await createNewPiecePlease({ directory: dirK, listen: LOOPBACK, keeper: { open: true } })
+    try {
+      const storage = (): Record<string, number> => k.keeperService?.storage() ?? {}
+      await until(k, 'keeper:kept', () => k.keeperService?.kept().find(u => u.peerId === a.peerId)?.pieces === 2, 20_000)
+      assert.equal(storage().unmeasured, 0)
+      assert.ok((storage().bytes ?? 0) > 0)
+      // opened to be measured, closed again: nobody wants them
+      await until(k, 'keeper:activity', () => storage().active === 0, 20_000)
+    } finally {
+      await k.stop()
+    }
   })
 
   it('denies by default: a peer not on the allowlist is refused with a typed reason, and kept once allowed', async () => {

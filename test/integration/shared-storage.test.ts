@@ -87,4 +87,29 @@ describe('shared storage', () => {
       await stack.close()
     }
   })
+
+  it('a database of the shared store opened once by OrbitDB alone (its own stores made) still opens from the shared store', async () => {
+    const directory = await tempDir()
+    let stack = await persistentStack(directory)
+    let address: string
+    try {
+      const db = await stack.open<KeyValueDatabase>('shared-first', { type: 'keyvalue', Database: KeyValue() })
+      await db.put('tune', 'Danny Boy')
+      address = db.address
+      await db.close()
+      // an app opening it through npp.orbitdb with OrbitDB's defaults: its own (empty) heads store appears
+      const direct = await stack.orbitdb.open(address) as unknown as KeyValueDatabase
+      await direct.close()
+    } finally {
+      await stack.close()
+    }
+    stack = await persistentStack(directory)
+    try {
+      const db = await stack.open<KeyValueDatabase>(address, { Database: KeyValue() })
+      assert.equal(await db.get('tune'), 'Danny Boy', 'read from the shared store, not the empty store of its own')
+      await db.close()
+    } finally {
+      await stack.close()
+    }
+  })
 })
