@@ -55,61 +55,54 @@ describe('shared storage', () => {
     }
   })
 
-  it('a database written with its own stores (before the shared store) opens with them, its data intact', async () => {
-    const directory = await tempDir()
-    let stack = await persistentStack(directory)
-    let address: string
+  /** Run `use` on a stack started on `directory`, stopped afterwards whatever happens. */
+  const withStack = async <T>(directory: string, use: (stack: Stack) => Promise<T>): Promise<T> => {
+    const stack = await persistentStack(directory)
     try {
-      // OrbitDB's own open, not the stack's: the layout of directories written before
-      const db = await stack.orbitdb.open('older', { type: 'keyvalue', Database: KeyValue() }) as unknown as KeyValueDatabase
-      await db.put('tune', 'Greensleeves')
-      address = db.address
-      await db.close()
+      return await use(stack)
     } finally {
       await stack.close()
     }
-    stack = await persistentStack(directory)
-    try {
+  }
+
+  it('a database written with its own stores (before the shared store) opens with them, its data intact', async () => {
+    const directory = await tempDir()
+    const address = await withStack(directory, async (stack) => {
+      // OrbitDB's own open, not the stack's: the layout of directories written before
+      const db = await stack.orbitdb.open('older', { type: 'keyvalue', Database: KeyValue() }) as unknown as KeyValueDatabase
+      await db.put('tune', 'Greensleeves')
+      await db.close()
+      return db.address
+    })
+    await withStack(directory, async (stack) => {
       const db = await stack.open<KeyValueDatabase>(address, { Database: KeyValue() })
       assert.equal(await db.get('tune'), 'Greensleeves')
       await db.put('next', 'Scarborough Fair')
       await db.close()
-    } finally {
-      await stack.close()
-    }
-    stack = await persistentStack(directory)
-    try {
+    })
+    await withStack(directory, async (stack) => {
       const db = await stack.open<KeyValueDatabase>(address, { Database: KeyValue() })
       assert.equal(await db.get('next'), 'Scarborough Fair', 'still written to its own stores')
       assert.equal((await db.log.heads()).length, 1)
       await db.close()
-    } finally {
-      await stack.close()
-    }
+    })
   })
 
   it('a database of the shared store opened once by OrbitDB alone (its own stores made) still opens from the shared store', async () => {
     const directory = await tempDir()
-    let stack = await persistentStack(directory)
-    let address: string
-    try {
+    const address = await withStack(directory, async (stack) => {
       const db = await stack.open<KeyValueDatabase>('shared-first', { type: 'keyvalue', Database: KeyValue() })
       await db.put('tune', 'Danny Boy')
-      address = db.address
       await db.close()
       // an app opening it through npp.orbitdb with OrbitDB's defaults: its own (empty) heads store appears
-      const direct = await stack.orbitdb.open(address) as unknown as KeyValueDatabase
+      const direct = await stack.orbitdb.open(db.address) as unknown as KeyValueDatabase
       await direct.close()
-    } finally {
-      await stack.close()
-    }
-    stack = await persistentStack(directory)
-    try {
+      return db.address
+    })
+    await withStack(directory, async (stack) => {
       const db = await stack.open<KeyValueDatabase>(address, { Database: KeyValue() })
       assert.equal(await db.get('tune'), 'Danny Boy', 'read from the shared store, not the empty store of its own')
       await db.close()
-    } finally {
-      await stack.close()
-    }
+    })
   })
 })
