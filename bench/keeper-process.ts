@@ -142,12 +142,15 @@ if (init.role === 'keeper') {
   let changed = performance.now()
   // a keeper that opens what it keeps when wanted (`active` in its storage) opens nothing at start
   const lazy = npp.keeperService?.storage().active != null
-  if (lazy) changed = ready
-  for (; !lazy;) {
-    const replicas = npp.keeperService?.storage().replicas ?? 0
-    if (replicas !== last) { last = replicas; changed = performance.now() }
-    if (replicas >= 3 * init.users || performance.now() - changed > 10_000) break
-    await sleep(50)
+  if (lazy) {
+    changed = ready
+  } else {
+    for (;;) {
+      const replicas = npp.keeperService?.storage().replicas ?? 0
+      if (replicas !== last) { last = replicas; changed = performance.now() }
+      if (replicas >= 3 * init.users || performance.now() - changed > 10_000) break
+      await sleep(50)
+    }
   }
   const allOpen = changed
   send({

@@ -94,6 +94,13 @@ export interface KeeperServiceInit {
    */
   allow?: string[]
   /**
+   * Peer ids never kept, even by an open keeper (`deny()` adds to it,
+   * `allow()` takes out).
+   *
+   * @default []
+   */
+  deny?: string[]
+  /**
    * Keep anyone's databases (within `maxUsers`), not only the allowlist's.
    *
    * @default false
@@ -190,6 +197,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly log: Logger
   private readonly allowed: Set<string>
   private readonly unlisted: Set<string>
+  private readonly denied: Set<string>
   /** The user db and counters replicas held open for each kept user (the catalog's is the companions'), by peer id. */
   private readonly held = new Map<string, Promise<OrbitDBDatabase[]>>()
   /** Kept users whose databases are open now, by peer id (the others are on disk only). */
@@ -227,6 +235,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     this.log = components.logger.forComponent('npp:keeper')
     this.allowed = new Set(init.allow ?? [])
     this.unlisted = new Set(init.unlisted ?? [])
+    this.denied = new Set(init.deny ?? [])
     positiveInteger('keeper.idleTimeout', init.idleTimeout, DEFAULT_KEEPER_IDLE_TIMEOUT)
   }
 
@@ -613,15 +622,22 @@ export class KeeperService implements Startable, AnnouncementVerifier {
 
   /** Serve `peerId` from now on. Idempotent. */
   allow (peerId: string): void {
-    if (this.allowed.has(peerId)) return
+    const undenied = this.denied.delete(peerId)
+    if (this.allowed.has(peerId) && !undenied) return
     this.log('allowed %s', peerId)
     this.allowed.add(peerId)
     void this.changed()
   }
 
-  /** Stop serving `peerId` and drop what is kept of it. Idempotent. */
+  /**
+   * Stop serving `peerId`, even if this keeper is open, and drop what is
+   * kept of it (until `allow(peerId)`). Idempotent.
+   */
   async deny (peerId: string): Promise<void> {
-    if (this.allowed.delete(peerId)) {
+    const unallowed = this.allowed.delete(peerId)
+    const newly = !this.denied.has(peerId)
+    this.denied.add(peerId)
+    if (unallowed || newly) {
       this.log('denied %s', peerId)
       await this.changed()
     }
@@ -638,6 +654,11 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   /** Peer ids kept but not introduced to others (they registered with `listed: false`). */
   unlistedPeers (): string[] {
     return [...this.unlisted]
+  }
+
+  /** Peer ids denied: never served, even by an open keeper. */
+  deniedPeers (): string[] {
+    return [...this.denied]
   }
 
   /**
@@ -662,9 +683,9 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     }))
   }
 
-  /** Whether `peerId` may be kept (allowlisted, or the keeper is open). */
+  /** Whether `peerId` may be kept (not denied, and allowlisted or the keeper is open). */
   serves (peerId: string): boolean {
-    return this.init.open === true || this.allowed.has(peerId)
+    return !this.denied.has(peerId) && (this.init.open === true || this.allowed.has(peerId))
   }
 
   /** The users kept: who, whether each is introduced to others, pieces, bytes, last update. */

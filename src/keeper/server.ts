@@ -167,23 +167,24 @@ export async function createKeeperServer (init: KeeperServerInit): Promise<Keepe
     listen,
     username: init.username ?? DEFAULT_KEEPER_USERNAME,
     peersPerAddress: relayInit.peersPerAddress,
-    keeper: { allow: [...new Set([...saved.allow, ...allowAtStart])], unlisted: saved.unlisted, open: init.open ?? false, ...quotas }
+    // --allow at start takes a peer off the denied list, as `keeper allow` does
+    keeper: { allow: [...new Set([...saved.allow, ...allowAtStart])], unlisted: saved.unlisted, deny: (saved.deny ?? []).filter(id => !allowAtStart.includes(id)), open: init.open ?? false, ...quotas }
   })
   const service = node.keeperService as KeeperService
-  const state = new StateFile(stateFile, () => ({ allow: service.allowlist(), unlisted: service.unlistedPeers() }))
+  const state = new StateFile(stateFile, () => ({ allow: service.allowlist(), unlisted: service.unlistedPeers(), deny: service.deniedPeers() }))
   // a registration is answered once its unlisted flag is saved (the listener's promise)
   const unwatch = service.onChange(async () => {
     await state.save().catch((err: unknown) => { log.error('could not save the allowlist: %e', err) })
   })
 
   const allow = async (peerId: string): Promise<{ changed: boolean }> => {
-    const changed = !service.allowlist().includes(peerId)
+    const changed = !service.allowlist().includes(peerId) || service.deniedPeers().includes(peerId)
     service.allow(peerId)
     await state.save()
     return { changed }
   }
   const deny = async (peerId: string): Promise<{ changed: boolean, dropped: boolean }> => {
-    const changed = service.allowlist().includes(peerId)
+    const changed = service.allowlist().includes(peerId) || !service.deniedPeers().includes(peerId)
     const dropped = service.kept().some(k => k.peerId === peerId)
     await service.deny(peerId)
     await state.save()

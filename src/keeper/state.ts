@@ -1,7 +1,7 @@
 /**
  * What a keeper remembers beside its replicas, in its directory:
  *
- * - `keeper.json`: the allowlist and the peers kept unlisted. Written
+ * - `keeper.json`: the allowlist, the peers kept unlisted and the peers denied. Written
  *   atomically (a temporary file, flushed to disk, renamed over the old one,
  *   the directory flushed), one write at a time, so a keeper killed at any
  *   moment restarts with the old file or the new one, never half of one.
@@ -34,6 +34,8 @@ export interface KeeperState {
   allow: string[]
   /** Peer ids kept but not introduced to others. */
   unlisted: string[]
+  /** Peer ids denied: never served, even by an open keeper (absent: none). */
+  deny?: string[]
 }
 
 /**
@@ -77,15 +79,16 @@ export async function readState (file: string): Promise<KeeperState> {
     throw new KeeperConfigError(`${file} is not JSON (${String(err?.message ?? err)}); fix it or move it away (the allowlist is in it)`)
   }
   if (json == null || typeof json !== 'object' || Array.isArray(json)) throw new KeeperConfigError(`${file} must hold a JSON object, got ${describe(json)}`)
-  const { version, allow, unlisted } = json as Record<string, unknown>
+  const { version, allow, unlisted, deny } = json as Record<string, unknown>
   if (version !== undefined && version !== STATE_VERSION) throw new KeeperConfigError(`${file} has version ${describe(version)}; this keeper reads version ${STATE_VERSION}`)
-  return { allow: peerList(file, 'allow', allow), unlisted: peerList(file, 'unlisted', unlisted) }
+  const denied = peerList(file, 'deny', deny)
+  return { allow: peerList(file, 'allow', allow), unlisted: peerList(file, 'unlisted', unlisted), ...(denied.length > 0 ? { deny: denied } : {}) }
 }
 
 /** Write `state` to `file` atomically (see the module comment). */
 export async function writeState (file: string, state: KeeperState): Promise<void> {
   const temporary = `${file}.${process.pid}.tmp`
-  const text = JSON.stringify({ version: STATE_VERSION, allow: state.allow, unlisted: state.unlisted }, null, 2) + '\n'
+  const text = JSON.stringify({ version: STATE_VERSION, allow: state.allow, unlisted: state.unlisted, deny: state.deny ?? [] }, null, 2) + '\n'
   try {
     const handle = await open(temporary, 'w', 0o600)
     try {

@@ -237,6 +237,27 @@ describe('keepers', () => {
     assert.deepEqual(keeper.keeperService?.kept().map(k => k.peerId), [a.peerId])
   })
 
+  it('deny refuses a peer on an open keeper too, until it is allowed again', async () => {
+    const keeper = await peer({ username: 'open-keeper', keeper: { open: true } })
+    const a = await peer({ username: 'pia', keepers: [keeper.getMultiaddrs()[0]!] })
+    await nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId)
+    const dropped = nextEvent(keeper, 'keeper:dropped', d => d.peerId === a.peerId)
+    await keeper.keeperService?.deny(a.peerId)
+    assert.equal((await dropped).reason, 'not-allowed')
+    assert.deepEqual(keeper.keeperService?.deniedPeers(), [a.peerId])
+    // asked again at the next connection: refused, open keeper or not
+    const refused = nextEvent(a, 'keeper:refused', s => s.peerId === keeper.peerId, 20_000)
+    await keeper.libp2p.hangUp(a.libp2p.peerId)
+    assert.equal((await refused).error.reason, 'not-allowed')
+    assert.deepEqual(keeper.keeperService?.kept(), [])
+
+    keeper.keeperService?.allow(a.peerId)
+    assert.deepEqual(keeper.keeperService?.deniedPeers(), [])
+    const registered = nextEvent(a, 'keeper:registered', s => s.peerId === keeper.peerId, 20_000)
+    await keeper.libp2p.hangUp(a.libp2p.peerId)
+    await registered
+  })
+
   it('a keeper that lies about who owns a catalog is not believed: the profile must prove its peer', async () => {
     const [a, c] = await Promise.all([peer({ username: 'dot' }), peer({ username: 'eli' })])
     const liar = await peer({ username: 'liar', keeper: { open: true } })

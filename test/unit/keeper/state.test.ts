@@ -35,6 +35,8 @@ describe('keeper state', () => {
     assert.deepEqual(await readState(file), { allow: [], unlisted: [] })
     await writeState(file, { allow: [ID_A, ID_B], unlisted: [ID_B] })
     assert.deepEqual(await readState(file), { allow: [ID_A, ID_B], unlisted: [ID_B] })
+    await writeState(file, { allow: [ID_A], unlisted: [], deny: [ID_B] })
+    assert.deepEqual(await readState(file), { allow: [ID_A], unlisted: [], deny: [ID_B] }, 'the denied peers too')
     assert.deepEqual(await readdir(dir), ['keeper.json'])
     assert.equal(JSON.parse(await readFile(file, 'utf8')).version, 1)
     if (process.platform !== 'win32') assert.equal((await stat(file)).mode & 0o777, 0o600)
