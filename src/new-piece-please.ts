@@ -196,6 +196,7 @@ export class NewPiecePlease extends TypedEventEmitter<NewPiecePleaseEvents> {
       directory: o.directory,
       // with a relay: a reservation on it and WebRTC through it, so browsers can link to us
       listen: o.relay == null ? o.listen : [...new Set([...o.listen, ...platform.relayListen])],
+      announce: o.announce,
       pubsubDiscovery: o.pubsubDiscovery,
       relay: o.relay != null,
       iceServers: o.iceServers,

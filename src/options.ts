@@ -19,6 +19,7 @@ export interface ResolvedOptions {
   directory: string
   storage: 'persistent' | 'memory'
   listen: string[]
+  announce: string[]
   bootstrap: string[]
   reconnectInterval: number
   queryTimeout: number
@@ -75,6 +76,7 @@ export function resolveOptions (init: NewPiecePleaseInit): ResolvedOptions {
     directory: init.directory ?? DEFAULT_DIRECTORY,
     storage,
     listen: stringList('listen', init.listen, platform.defaultListen),
+    announce: stringList('announce', init.announce, []),
     bootstrap: stringList('bootstrap', init.bootstrap, []),
     reconnectInterval: positiveInteger('reconnectInterval', init.reconnectInterval, DEFAULT_RECONNECT_INTERVAL),
     queryTimeout: positiveInteger('queryTimeout', init.queryTimeout, DEFAULT_QUERY_TIMEOUT),

@@ -96,6 +96,14 @@ export interface NewPiecePleaseInit {
    */
   listen?: string[]
   /**
+   * Multiaddrs to announce instead of the listen addresses: where others
+   * reach this peer when that is not where it listens (a keeper behind NAT
+   * with a forwarded port, a public DNS name).
+   *
+   * @default [] (the listen addresses)
+   */
+  announce?: string[]
+  /**
    * Multiaddrs (each ending in `/p2p/<peer id>`) dialed at start. No public
    * bootstrap list is ever used by default.
    *

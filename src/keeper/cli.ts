@@ -53,9 +53,10 @@ function openFileLimitWarning (limit: OpenFileLimit, wanted: number): string {
 interface KeeperCliInit extends RelayInit, KeeperPolicy {
   dir?: string
   keeperListen?: string[]
+  keeperAnnounce?: string[]
 }
 
-const KEEPER_CONFIG_KEYS = new Set([...RELAY_CONFIG_KEYS, 'dir', 'keeperListen', 'allow', 'open', 'maxUsers', 'maxPiecesPerUser', 'maxBytesPerUser', 'maxBytes', 'idleTimeout'])
+const KEEPER_CONFIG_KEYS = new Set([...RELAY_CONFIG_KEYS, 'dir', 'keeperListen', 'keeperAnnounce', 'allow', 'open', 'maxUsers', 'maxPiecesPerUser', 'maxBytesPerUser', 'maxBytes', 'idleTimeout'])
 
 const OPTIONS: ReadonlyArray<CliOption<KeeperCliInit>> = [
   { flag: '--dir', arg: '<path>', help: ['the keeper\'s directory: its peer id, the replicas it keeps, keeper.json', '(allowlist), admin-token and the relay\'s key (back it up while stopped)'], default: defaultDir, apply: (init, v) => { init.dir = v } },
@@ -67,13 +68,14 @@ const OPTIONS: ReadonlyArray<CliOption<KeeperCliInit>> = [
   { flag: '--max-bytes', arg: '<n>', help: ['bytes of log entries for all users together at most'], default: () => '4294967296 (4 GiB)', apply: (init, v) => { init.maxBytes = Number(v) } },
   { flag: '--idle-timeout', arg: '<ms>', help: ['a kept user\'s databases close this long after their last use', '(they open again when a peer wants them)'], default: () => '60000', apply: (init, v) => { init.idleTimeout = Number(v) } },
   { flag: '--keeper-listen', arg: '<multiaddr,...>', help: ['the keeper node\'s listen addresses (TCP for Node peers, WebSockets for browsers)'], default: () => 'the relay\'s --listen addresses on free ports', apply: (init, v) => { init.keeperListen = list(v) } },
+  { flag: '--keeper-announce', arg: '<multiaddr,...>', help: ['addresses the keeper node announces instead of its listen addresses,', 'and /config lists (a public address or name behind NAT; fix --keeper-listen ports)'], default: () => 'none', apply: (init, v) => { init.keeperAnnounce = list(v) } },
   ...relayOptions(() => '<dir>/relay.key') as Array<CliOption<KeeperCliInit>>,
   {
     flag: '--config',
     arg: '<file.json>',
     help: [
       'a JSON object with any of the relay\'s config keys (see new-piece-please relay --help)',
-      'and dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser,',
+      'and dir, keeperListen, keeperAnnounce, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser,',
       'maxBytes, idleTimeout; options after it override it (allow adds to it)'
     ],
     default: () => 'none',
@@ -129,8 +131,8 @@ export async function keeperMain (argv: readonly string[]): Promise<void> {
 }
 
 async function run (init: KeeperCliInit): Promise<void> {
-  const { dir, keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout, ...relay } = init
-  const serverInit: KeeperServerInit = { directory: dir ?? defaultDir(), relay, listen: keeperListen, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout }
+  const { dir, keeperListen, keeperAnnounce, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout, ...relay } = init
+  const serverInit: KeeperServerInit = { directory: dir ?? defaultDir(), relay, listen: keeperListen, announce: keeperAnnounce, allow, open, maxUsers, maxPiecesPerUser, maxBytesPerUser, maxBytes, idleTimeout }
   const { createKeeperServer, openFilesWanted } = await import('./server.ts')
   // before starting: a start that runs out of file descriptors fails without saying why
   const limit = await openFileLimit()

@@ -57,6 +57,13 @@ export interface KeeperServerInit extends KeeperPolicy {
    * @default the relay's listen addresses with free ports (`tcp/0`)
    */
   listen?: string[]
+  /**
+   * Addresses the keeper node announces instead (and `/config` lists): a
+   * public address or DNS name when it listens behind NAT.
+   *
+   * @default [] (its listen addresses)
+   */
+  announce?: string[]
   /** The keeper node's username (its own profile). @default 'keeper' */
   username?: string
 }
@@ -165,6 +172,7 @@ export async function createKeeperServer (init: KeeperServerInit): Promise<Keepe
   const node = await createNewPiecePlease({
     directory: join(directory, NODE_DIR_NAME),
     listen,
+    announce: init.announce,
     username: init.username ?? DEFAULT_KEEPER_USERNAME,
     peersPerAddress: relayInit.peersPerAddress,
     // --allow at start takes a peer off the denied list, as `keeper allow` does

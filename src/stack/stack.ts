@@ -102,6 +102,8 @@ export interface StackInit {
   storage: 'persistent' | 'memory'
   directory: string
   listen: string[]
+  /** Addresses announced instead of the listen addresses. Default none. */
+  announce?: string[]
   pubsubDiscovery: boolean
   /** A relay is configured: add the platform's relay transports (circuit relay v2, WebRTC). Default false. */
   relay?: boolean
@@ -370,7 +372,7 @@ async function createHelia (init: StackInit, closers: Array<() => Promise<void>>
   closers.push(transports.release)
   const limits = crowdConnectionLimits(crowd, platform.connectionLimits)
   const helia = withBitswap(withLibp2pLight(light, {
-    addresses: { listen: init.listen },
+    addresses: { listen: init.listen, ...(init.announce != null && init.announce.length > 0 ? { announce: init.announce } : {}) },
     transports: transports.transports,
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

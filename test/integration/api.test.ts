@@ -152,5 +152,16 @@ describe('lifecycle', () => {
     await assert.rejects(createNewPiecePlease({ listen: ['garbage'] }), InvalidMultiaddrError)
     await assert.rejects(createNewPiecePlease({ username: '' }), InvalidProfileFieldError)
     await assert.rejects(createNewPiecePlease({ directory: '' }), InvalidOptionError)
+    await assert.rejects(createNewPiecePlease({ announce: ['not a multiaddr'] }), InvalidMultiaddrError)
+  })
+
+  it('announces the addresses given instead of where it listens (a keeper behind NAT)', async () => {
+    // a documentation address (TEST-NET-1): announced, never dialed
+    const npp = await createNewPiecePlease({ storage: 'memory', listen: LOOPBACK, announce: ['/ip4/192.0.2.7/tcp/4002'] })
+    try {
+      assert.deepEqual(npp.getMultiaddrs().map(String), [`/ip4/192.0.2.7/tcp/4002/p2p/${npp.peerId}`])
+    } finally {
+      await npp.stop()
+    }
   })
 })
