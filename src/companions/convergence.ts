@@ -24,6 +24,7 @@ import { Entry } from '@orbitdb/core'
 import pRetry, { AbortError } from 'p-retry'
 import { repeatingTask, type RepeatingTask } from '@libp2p/utils'
 import { deliverHeads } from '../orbitdb/patches.ts'
+import { headsProtocolOf } from '../orbitdb/entry-guard.ts'
 import { nextEvent, withDeadline } from '../utils/abort.ts'
 import { readToEnd } from '../utils/stream.ts'
 import { KEEPER_PROTOCOL } from '../keeper/protocol.ts'
@@ -239,7 +240,7 @@ export class Convergence implements Startable {
 
   /** Our heads out, the owner's heads in, over OrbitDB's heads protocol for this database. */
   private async readHeads (connection: Connection, replica: Replica, signal: AbortSignal): Promise<RemoteHead[]> {
-    const stream = await connection.newStream(`/orbitdb/heads${replica.address}`, { signal })
+    const stream = await connection.newStream(headsProtocolOf(replica.address), { signal })
     // listen from the start (see readToEnd)
     const reading = readToEnd(stream, { signal, maxBytes: MAX_HEAD_BYTES * MAX_HEADS })
     reading.catch(() => {})

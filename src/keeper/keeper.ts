@@ -19,7 +19,7 @@ import { KeyValue, MemoryStorage } from '@orbitdb/core'
 import { Counters } from '../counters/counters.ts'
 import { isOrbitDBAddress } from '../utils/validate.ts'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
-import type { OrbitDBDatabase, OrbitDBStorage } from '../orbitdb/types.ts'
+import type { OrbitDBDatabase, OrbitDBEntry, OrbitDBStorage } from '../orbitdb/types.ts'
 import type { NppComponents, Startable } from '../components.ts'
 import type { AnnouncementVerifier } from '../companions/companions.ts'
 import type { Companion, ReplicaSync } from '../types.ts'
@@ -170,14 +170,12 @@ export interface KeeperServiceComponents extends Pick<NppComponents, 'libp2p' | 
   }
 }
 
-/** The documents of a catalog kept as a bare log, counted through a throwaway index. */
-async function countPieces (db: OrbitDBDatabase): Promise<number> {
-  const entries = []
-  for await (const entry of db.log.iterator()) entries.push(entry)
+/** The documents of a catalog kept as a bare log, counted through a throwaway index (`entries` newest first, as the log iterates). */
+function countPieces (entries: OrbitDBEntry[]): number {
   const index = new DocumentIndex([])
-  const changed = new Set<unknown>()
-  // the log iterates newest first; applied oldest first
-  for (let n = entries.length - 1; n >= 0; n--) index.apply(entries[n]!, changed as Set<any>)
+  const changed = new Set<any>()
+  // applied oldest first
+  for (let n = entries.length - 1; n >= 0; n--) index.apply(entries[n]!, changed)
   return index.count()
 }
 
@@ -214,8 +212,10 @@ export class KeeperService implements Startable, AnnouncementVerifier {
   private readonly capped = new Set<string>()
   /** Kept users being dropped: nothing opens them again. */
   private readonly dropping = new Set<string>()
-  /** Measures kept users whose usage is unknown, a few at a time. */
-  private measureQueue = new PQueue({ concurrency: MEASURE_CONCURRENCY })
+  /** Measures kept users whose usage is unknown, a few at a time (cleared at stop). */
+  private readonly measureQueue = new PQueue({ concurrency: MEASURE_CONCURRENCY })
+  /** `init.idleTimeout`, checked. */
+  private readonly idleTimeout: number
   /** Usage per kept user, by peer id (saved in `usageStorage`; recomputed after its databases change). */
   private readonly usage = new Map<string, Usage>()
   /** Usage recomputations under way, by peer id (one at a time each). */
@@ -236,7 +236,7 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     this.allowed = new Set(init.allow ?? [])
     this.unlisted = new Set(init.unlisted ?? [])
     this.denied = new Set(init.deny ?? [])
-    positiveInteger('keeper.idleTimeout', init.idleTimeout, DEFAULT_KEEPER_IDLE_TIMEOUT)
+    this.idleTimeout = positiveInteger('keeper.idleTimeout', init.idleTimeout, DEFAULT_KEEPER_IDLE_TIMEOUT)
   }
 
   async start (): Promise<void> {
@@ -250,14 +250,12 @@ export class KeeperService implements Startable, AnnouncementVerifier {
     const { libp2p } = this.components
     libp2p.services.pubsub.addEventListener('subscription-change', this.onSubscription)
     libp2p.addEventListener('peer:connect', this.onPeerConnect)
-    const idle = this.init.idleTimeout ?? DEFAULT_KEEPER_IDLE_TIMEOUT
-    this.sweeper = setInterval(() => { void this.sweep() }, Math.max(250, Math.min(idle / 4, 15_000)))
+    this.sweeper = setInterval(() => { void this.sweep() }, Math.max(250, Math.min(this.idleTimeout / 4, 15_000)))
     this.sweeper.unref?.()
     await libp2p.handle(KEEPER_PROTOCOL, this.onStream, { maxInboundStreams: MAX_INBOUND_STREAMS })
     // kept before usage was saved (an upgraded keeper): measured in the
     // background, each opened and closed again; the total quota counts
     // them at the per-user maximum until then
-    this.measureQueue = new PQueue({ concurrency: MEASURE_CONCURRENCY })
     for (const c of this.components.companions.list()) {
       if (this.usage.has(c.nodeId)) continue
       this.measureQueue.add(async () => { await this.measureIdle(c.nodeId) }).catch((err: unknown) => {
@@ -447,12 +445,11 @@ export class KeeperService implements Startable, AnnouncementVerifier {
 
   /** Close the databases of kept users nobody used for `idleTimeout`. */
   private async sweep (): Promise<void> {
-    const idle = this.init.idleTimeout ?? DEFAULT_KEEPER_IDLE_TIMEOUT
     const now = Date.now()
     for (const [peerId, entry] of this.active) {
       if (!this.started) return
       if (this.inUse(peerId)) entry.lastUsed = now
-      else if (now - entry.lastUsed >= idle) await this.deactivate(peerId)
+      else if (now - entry.lastUsed >= this.idleTimeout) await this.deactivate(peerId)
     }
   }
 
@@ -530,17 +527,21 @@ export class KeeperService implements Startable, AnnouncementVerifier {
       const replica = this.replicaOf(peerId)
       const dbs: OrbitDBDatabase[] = [...(await this.held.get(peerId) ?? []), ...(replica == null ? [] : [replica.db])]
       let bytes = 0
+      // a bare catalog's pieces are counted from the entries read here, in the same pass
+      const catalogEntries: OrbitDBEntry[] = []
       for (const db of dbs) {
+        const bare = replica?.bare === true && db === replica.db
         for await (const entry of db.log.iterator()) {
           const block = await db.log.storage.get(entry.hash) as Uint8Array | undefined
           bytes += block?.byteLength ?? 0
+          if (bare) catalogEntries.push(entry)
         }
       }
       const catalog = replica?.db as unknown as { count?: () => Promise<number>, all?: () => Promise<unknown[]> } | undefined
       const pieces = replica == null
         ? 0
         : replica.bare
-          ? await countPieces(replica.db)
+          ? countPieces(catalogEntries)
           : typeof catalog?.count === 'function' ? await catalog.count() : (await catalog?.all?.() ?? []).length
       const before = this.usage.get(peerId)
       const same = before != null && before.bytes === bytes && before.pieces === pieces

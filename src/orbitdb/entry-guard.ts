@@ -820,6 +820,11 @@ export function cborItemEnd (bytes: Uint8Array, max: number): { end: number } | 
   return pos > bytes.byteLength ? { need: pos } : { end: pos }
 }
 
+/** OrbitDB's heads protocol id of the database `address` (sync.js spells it so). */
+export function headsProtocolOf (address: string): string {
+  return HEADS_PROTOCOL + address.replace(/^\/+/, '')
+}
+
 /** The database address of an OrbitDB heads protocol id, or undefined. */
 function addressOf (protocol: string | undefined): string | undefined {
   if (protocol == null || !protocol.startsWith(HEADS_PROTOCOL)) return undefined

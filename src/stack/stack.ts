@@ -20,7 +20,7 @@ import { joinPath } from '../utils/path.ts'
 import { closeQuietly } from '../orbitdb/quiet-close.ts'
 import { openOnce } from './open-once.ts'
 import { openSharedStorage, memorySharedStorage, type SharedStorage } from './shared-storage.ts'
-import { EntryGuard } from '../orbitdb/entry-guard.ts'
+import { EntryGuard, headsProtocolOf } from '../orbitdb/entry-guard.ts'
 import { DEFAULT_ICE_SERVERS, DEFAULT_PEERS_PER_ADDRESS, MAX_IDENTIFY_MESSAGE_BYTES } from '../constants.ts'
 import { logger } from '../utils/logger.ts'
 import { HubAnnouncer } from '../peering/hub-announce.ts'
@@ -275,7 +275,7 @@ function exchangeWithSubscribers (libp2p: NppLibp2p, db: OrbitDBDatabase, closin
   for (const peer of libp2p.services.pubsub.getSubscribers(db.address)) {
     void (async () => {
       const signal = AbortSignal.any([closing, AbortSignal.timeout(SUBSCRIBER_EXCHANGE_TIMEOUT)])
-      const stream = await libp2p.dialProtocol(peer, `/orbitdb/heads${db.address}`, { signal })
+      const stream = await libp2p.dialProtocol(peer, headsProtocolOf(db.address), { signal })
       try {
         for (const head of await db.log.heads()) {
           const bytes = await db.log.storage.get(head.hash) as Uint8Array | undefined
