@@ -269,10 +269,14 @@ const SUBSCRIBER_EXCHANGE_TIMEOUT = 10_000
  * peer never got the profile (test/integration/keeper.test.ts, "close once
  * nobody uses them"). Our dial goes through the entry guard like OrbitDB's
  * own (the heads that pass are handed to OrbitDB as updates); ours are sent
- * as OrbitDB sends them. Failures are logged.
+ * as OrbitDB sends them. Only peers with a direct (unlimited) connection
+ * open are asked: nothing is dialed for it. Failures are logged.
  */
 function exchangeWithSubscribers (libp2p: NppLibp2p, db: OrbitDBDatabase, closing: AbortSignal): void {
   for (const peer of libp2p.services.pubsub.getSubscribers(db.address)) {
+    // over a link that is there and not limited (OrbitDB does not sync over a
+    // relayed one): a dial from here would race the links' own dials
+    if (!libp2p.getConnections(peer).some(c => c.limits == null)) continue
     void (async () => {
       const signal = AbortSignal.any([closing, AbortSignal.timeout(SUBSCRIBER_EXCHANGE_TIMEOUT)])
       const stream = await libp2p.dialProtocol(peer, headsProtocolOf(db.address), { signal })
